@@ -1,0 +1,120 @@
+"""Event Processor: SQS batch → one Step Functions execution per task.
+
+Powertools' BatchProcessor reports per-record failures, so one bad record
+never fails its neighbours. A failed record's visibility is shortened with
+backoff, so retries (and the DLQ after maxReceiveCount) come in seconds rather
+than after the queue's whole visibility timeout."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import boto3
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from taskcore.config import injected_failure
+from taskcore.model import TASK_ID_PATTERN
+
+logger = Logger(service="event-processor")
+processor = BatchProcessor(event_type=EventType.SQS)
+
+_BOTO = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
+STATE_MACHINE_ARN = os.environ.get("STATE_MACHINE_ARN", "")
+QUEUE_URL = os.environ.get("QUEUE_URL", "")
+RETRY_BASE_SECONDS = int(os.environ.get("RETRY_BASE_SECONDS", "2"))
+RETRY_MAX_SECONDS = int(os.environ.get("RETRY_MAX_SECONDS", "60"))
+
+
+class PoisonEvent(Exception):
+    """The record can never be processed as sent (bad body)."""
+
+
+class InjectedFailure(Exception):
+    """The failure-injection switch matched this task (non-production only)."""
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    task_id: str
+    event_type: str
+
+    @classmethod
+    def from_record(cls, record: SQSRecord) -> TaskEvent:
+        try:
+            body = json.loads(record.body)
+        except ValueError:
+            raise PoisonEvent("body is not JSON") from None
+        task_id = body.get("taskID") if isinstance(body, dict) else None
+        if not isinstance(task_id, str) or not TASK_ID_PATTERN.fullmatch(task_id):
+            raise PoisonEvent("body has no valid taskID")
+        return cls(task_id, str(body.get("type", "TaskCreated")))
+
+
+class Clients:
+    sfn = None
+    sqs = None
+
+    @classmethod
+    def ensure(cls):
+        if cls.sfn is None:
+            cls.sfn = boto3.client("stepfunctions", config=_BOTO)
+            cls.sqs = boto3.client("sqs", config=_BOTO)
+        return cls
+
+
+def execution_name(task_id: str) -> str:
+    """One workflow per task: the name is the taskID (same alphabet, ≤ 80)."""
+    return task_id
+
+
+def start_workflow(sfn, state_machine_arn: str, event: TaskEvent) -> str:
+    """Returns 'started' or 'duplicate'; raises on anything transient."""
+    try:
+        sfn.start_execution(stateMachineArn=state_machine_arn, name=execution_name(event.task_id),
+                            input=json.dumps({"taskID": event.task_id}))
+        return "started"
+    except ClientError as err:
+        if err.response["Error"]["Code"] == "ExecutionAlreadyExists":
+            return "duplicate"  # a redelivered message: the workflow already exists
+        raise
+
+
+def retry_delay(receive_count: int) -> int:
+    return min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** max(0, receive_count - 1))
+
+
+def record_handler(record: SQSRecord) -> None:
+    clients = Clients.ensure()
+    try:
+        event = TaskEvent.from_record(record)
+        if injected_failure("processor", event.task_id):
+            raise InjectedFailure(f"failure injected in the processor for {event.task_id}")
+        outcome = start_workflow(clients.sfn, STATE_MACHINE_ARN, event)
+        logger.info("workflow " + outcome, extra={"taskID": event.task_id, "messageId": record.message_id})
+    except Exception as err:
+        receives = int(record.attributes.approximate_receive_count or 1)
+        delay = retry_delay(receives)
+        logger.warning("record failed; retrying later", extra={
+            "messageId": record.message_id, "receiveCount": receives, "retryInSeconds": delay,
+            "error": f"{type(err).__name__}: {err}"})
+        try:
+            clients.sqs.change_message_visibility(QueueUrl=QUEUE_URL, ReceiptHandle=record.receipt_handle,
+                                                  VisibilityTimeout=delay)
+        except ClientError:
+            logger.exception("could not shorten the visibility; the queue's timeout applies")
+        raise
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict, context) -> dict:
+    if event.get("warmup"):
+        Clients.ensure()
+        logger.info("warm")
+        return {"warm": True}
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor,
+                                    context=context)

@@ -1,0 +1,281 @@
+"""Task API: POST /tasks, GET /tasks/{taskID}, GET /tasks (HTTP API, payload 2.0).
+
+The edge (routing, body decoding, error shaping) is Powertools' HTTP resolver;
+the work is in `TaskService`, which takes its clients as arguments."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+
+import boto3
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from taskcore.dynamo import from_item, to_item, to_value
+from taskcore.model import (
+    MAX_BODY_BYTES,
+    TASK_ID_PATTERN,
+    Status,
+    TaskInput,
+    ValidationError,
+    now_iso,
+    public_view,
+)
+
+logger = Logger(service="task-api")
+app = APIGatewayHttpResolver()
+
+_BOTO = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
+TABLE = os.environ.get("TABLE_NAME", "")
+QUEUE_URL = os.environ.get("QUEUE_URL", "")
+STATUS_INDEX = os.environ.get("STATUS_INDEX", "byStatus")
+MAX_LIMIT = 100
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    return Response(status_code=status, content_type="application/json",
+                    body=json.dumps({"error": code, "message": message}))
+
+
+def json_response(status: int, payload: dict, headers: dict | None = None) -> Response:
+    return Response(status_code=status, content_type="application/json",
+                    body=json.dumps(payload, default=str), headers=headers)
+
+
+class TaskService:
+    """Create/get/list tasks. The dual write (item, then event) lives here."""
+
+    def __init__(self, ddb, sqs, table: str, queue_url: str, status_index: str = "byStatus"):
+        self.ddb, self.sqs = ddb, sqs
+        self.table, self.queue_url, self.status_index = table, queue_url, status_index
+
+    def get(self, task_id: str) -> dict | None:
+        got = self.ddb.get_item(TableName=self.table, Key={"taskID": {"S": task_id}}, ConsistentRead=True)
+        return from_item(got["Item"]) if "Item" in got else None
+
+    def create(self, task: TaskInput) -> tuple[int, dict]:
+        """Returns (http status, task). Identical replay → same answer; a
+        different body under a known taskID → 409; a failed publish → 503 with
+        the failure recorded on the task, and a replay publishes it again."""
+        at = now_iso()
+        item = task.new_item(at)
+        try:
+            self.ddb.put_item(TableName=self.table, Item=to_item(item),
+                              ConditionExpression="attribute_not_exists(taskID)")
+        except ClientError as err:
+            if err.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            existing = self.get(task.taskID)
+            if existing is None:  # deleted in between: let the client retry
+                raise ApiError(503, "RETRY", "the task changed while being created; retry") from None
+            if existing.get("requestHash") != task.fingerprint():
+                raise ApiError(409, "CONFLICT",
+                               f"task '{task.taskID}' exists with a different body") from None
+            if existing["status"] != Status.PENDING:
+                return 202, existing
+            item = existing  # a replay of a task whose event never went out: publish again
+        return self._publish(item)
+
+    def _publish(self, item: dict) -> tuple[int, dict]:
+        task_id = item["taskID"]
+        try:
+            sent = self.sqs.send_message(
+                QueueUrl=self.queue_url,
+                MessageBody=json.dumps({"type": "TaskCreated", "version": 1, "taskID": task_id}),
+                MessageAttributes={
+                    "taskID": {"DataType": "String", "StringValue": task_id},
+                    "eventType": {"DataType": "String", "StringValue": "TaskCreated"},
+                },
+            )
+        except (ClientError, BotoCoreError) as err:
+            logger.exception("publish failed", extra={"taskID": task_id})
+            failure = {"code": "PUBLISH_FAILED", "message": str(err)[:500], "at": now_iso()}
+            try:
+                self.ddb.update_item(
+                    TableName=self.table, Key={"taskID": {"S": task_id}},
+                    UpdateExpression="SET #e = :e, updatedAt = :at",
+                    ConditionExpression="#s = :pending",
+                    ExpressionAttributeNames={"#e": "error", "#s": "status"},
+                    ExpressionAttributeValues={":e": to_value(failure), ":at": {"S": failure["at"]},
+                                               ":pending": {"S": Status.PENDING}},
+                )
+            except ClientError:
+                logger.exception("could not record the publish failure", extra={"taskID": task_id})
+            raise ApiError(503, "PUBLISH_FAILED",
+                           f"task '{task_id}' is stored but its event was not published; "
+                           "repeat the same request to retry") from err
+        at = now_iso()
+        try:
+            got = self.ddb.update_item(
+                TableName=self.table, Key={"taskID": {"S": task_id}},
+                UpdateExpression="SET #s = :queued, updatedAt = :at, #h = list_append(#h, :h) REMOVE #e",
+                ConditionExpression="#s = :pending",
+                ExpressionAttributeNames={"#s": "status", "#h": "history", "#e": "error"},
+                ExpressionAttributeValues={
+                    ":queued": {"S": Status.QUEUED}, ":pending": {"S": Status.PENDING}, ":at": {"S": at},
+                    ":h": to_value([{"step": "queued", "outcome": "ok", "at": at, "detail": sent["MessageId"]}]),
+                },
+                ReturnValues="ALL_NEW",
+            )
+            item = from_item(got["Attributes"])
+        except ClientError as err:
+            # The workflow already moved it forward (never backwards): that is success.
+            if err.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            item = self.get(task_id) or item
+        logger.info("task accepted", extra={"taskID": task_id, "status": item["status"]})
+        return 202, item
+
+    def list(self, status: str | None, limit: int, next_token: str | None) -> dict:
+        kwargs: dict = {"TableName": self.table, "Limit": limit}
+        if next_token:
+            kwargs["ExclusiveStartKey"] = decode_token(next_token)
+        if status:
+            kwargs.update(IndexName=self.status_index, KeyConditionExpression="#s = :s",
+                          ExpressionAttributeNames={"#s": "status"},
+                          ExpressionAttributeValues={":s": {"S": status}}, ScanIndexForward=False)
+            page = self.ddb.query(**kwargs)
+        else:
+            page = self.ddb.scan(**kwargs)
+        out = {"items": [public_view(from_item(i)) for i in page.get("Items", [])]}
+        if page.get("LastEvaluatedKey"):
+            out["nextToken"] = encode_token(page["LastEvaluatedKey"])
+        return out
+
+
+def encode_token(key: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
+
+
+def decode_token(token: str) -> dict:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if isinstance(key, dict) and "taskID" in key:
+            return key
+    except ValueError:
+        pass
+    raise ApiError(400, "INVALID_TOKEN", "'nextToken' is not a token this API returned")
+
+
+_service: TaskService | None = None
+
+
+def service() -> TaskService:
+    """Built on first use (and replaceable in tests); reused while warm."""
+    global _service
+    if _service is None:
+        _service = TaskService(boto3.client("dynamodb", config=_BOTO), boto3.client("sqs", config=_BOTO),
+                               TABLE, QUEUE_URL, STATUS_INDEX)
+    return _service
+
+
+def read_json_body() -> object:
+    event = app.current_event
+    content_type = (event.headers or {}).get("content-type", "")
+    if content_type and "json" not in content_type.split(";")[0].lower():
+        raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", "send the task as application/json")
+    raw = event.body or ""
+    if event.is_base64_encoded:
+        try:
+            data = base64.b64decode(raw, validate=True)
+        except ValueError:
+            raise ApiError(400, "MALFORMED_BODY", "the body is not valid base64") from None
+    else:
+        data = raw.encode()
+    if len(data) > MAX_BODY_BYTES:
+        raise ApiError(413, "PAYLOAD_TOO_LARGE", f"the body is {len(data)} bytes; the limit is {MAX_BODY_BYTES}")
+    if not data.strip():
+        raise ApiError(400, "MALFORMED_JSON", "the body is empty; send a JSON object")
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ApiError(400, "MALFORMED_JSON", f"the body is not valid JSON: {err}") from None
+
+
+@app.post("/tasks")
+def create_task():
+    task = TaskInput.parse(read_json_body())
+    status, item = service().create(task)
+    return json_response(status, public_view(item), headers={"Location": f"/tasks/{item['taskID']}"})
+
+
+@app.get("/tasks/<task_id>")
+def get_task(task_id: str):
+    if not TASK_ID_PATTERN.fullmatch(task_id):
+        raise ApiError(400, "INVALID_TASK_ID", "'taskID' has characters or a length the API never accepts")
+    item = service().get(task_id)
+    if item is None:
+        raise ApiError(404, "NOT_FOUND", f"no task '{task_id}'")
+    return json_response(200, public_view(item))
+
+
+@app.get("/tasks")
+def list_tasks():
+    params = app.current_event.query_string_parameters or {}
+    unknown = sorted(set(params) - {"status", "limit", "nextToken"})
+    if unknown:
+        raise ApiError(400, "UNKNOWN_FIELD", f"unknown query parameter(s): {', '.join(unknown)}")
+    status = params.get("status")
+    if status is not None:
+        status = status.upper()
+        if status not in Status.__members__:
+            raise ApiError(400, "VALIDATION_ERROR", f"'status' must be one of {', '.join(Status)}")
+    try:
+        limit = int(params.get("limit", "50"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ApiError(400, "VALIDATION_ERROR", f"'limit' must be an integer from 1 to {MAX_LIMIT}")
+    return json_response(200, service().list(status, limit, params.get("nextToken")))
+
+
+@app.exception_handler(ValidationError)
+def on_validation_error(err: ValidationError):
+    return error_response(400, err.code, err.message)
+
+
+@app.exception_handler(ApiError)
+def on_api_error(err: ApiError):
+    return error_response(err.status, err.code, err.message)
+
+
+@app.exception_handler(NotFoundError)
+def on_no_route(_err: NotFoundError):
+    return error_response(404, "NOT_FOUND", "no such route; see the OpenAPI document")
+
+
+@app.exception_handler(ClientError)
+def on_aws_error(err: ClientError):
+    # A 5xx only when AWS itself fails; the role's gaps surface here too.
+    logger.exception("AWS call failed")
+    code = err.response.get("Error", {}).get("Code", "AWSError")
+    return error_response(503 if "Throttl" in code else 500, "BACKEND_ERROR", f"an AWS call failed ({code})")
+
+
+def with_stage_in_path(event: dict) -> dict:
+    """AWS puts a named stage in rawPath ("/dev/tasks") and Powertools strips
+    it; some emulators send "/tasks". Give the router AWS's shape either way."""
+    stage = (event.get("requestContext") or {}).get("stage") or "$default"
+    raw = event.get("rawPath") or "/"
+    if stage != "$default" and raw != f"/{stage}" and not raw.startswith(f"/{stage}/"):
+        event = {**event, "rawPath": f"/{stage}{raw}"}
+    return event
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict, context) -> dict:
+    if event.get("warmup"):
+        service()
+        logger.info("warm")
+        return {"warm": True}
+    return app.resolve(with_stage_in_path(event), context)

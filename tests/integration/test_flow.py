@@ -1,0 +1,168 @@
+"""The whole pipeline on the real stack: happy path, duplicate delivery, the
+processor's poison path to the DLQ, a failing workflow step, a business-rule
+failure, and the CLI commands that drive them."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.integration.conftest import wait_for
+from tmctl.cli.app import app
+from tmctl.core.verify import execution_arn
+
+pytestmark = pytest.mark.integration
+
+
+def uid(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def final_task(env, task_id: str, timeout: float = 30.0) -> dict:
+    return wait_for(lambda: env.api.get(task_id).body, lambda t: t.get("status") in {"COMPLETED", "FAILED"},
+                    timeout=timeout)
+
+
+def executions_named(env, name: str) -> list[dict]:
+    pages = env.clients.stepfunctions.get_paginator("list_executions").paginate(
+        stateMachineArn=env.stack.state_machine_arn)
+    return [e for p in pages for e in p["executions"] if e["name"] == name]
+
+
+def cli(env, *args: str):
+    return CliRunner().invoke(app, ["--output", "json", *args], env=env.cli_env)
+
+
+def test_happy_path_reaches_completed_with_every_step_recorded(env):
+    task_id = uid("happy")
+    created = env.api.create({"taskID": task_id, "title": "ship #release notes", "priority": "URGENT"})
+    assert created.status == 202
+    task = final_task(env, task_id)
+    assert task["status"] == "COMPLETED", task
+    steps = [h["step"] for h in task["history"]]
+    assert steps == ["created", "queued", "started", "validate", "enrich", "process", "completed"]
+    assert task["priorityScore"] == 90 and task["result"]["tags"] == ["release"]
+    # Timestamps never go backwards along the history.
+    stamps = [h["at"] for h in task["history"]]
+    assert stamps == sorted(stamps)
+    ex = env.clients.stepfunctions.describe_execution(
+        executionArn=execution_arn(env.stack.state_machine_arn, task_id))
+    assert ex["status"] == "SUCCEEDED"
+
+
+def test_duplicate_sqs_delivery_starts_one_workflow(env):
+    task_id = uid("twice")
+    assert env.api.create({"taskID": task_id}).status == 202
+    assert final_task(env, task_id)["status"] == "COMPLETED"
+    # WHEN the same event is delivered again (as SQS at-least-once may do)
+    body = json.dumps({"type": "TaskCreated", "version": 1, "taskID": task_id})
+    for _ in range(2):
+        env.clients.sqs.send_message(QueueUrl=env.stack.queue_url, MessageBody=body)
+    # THEN the queue drains, nothing goes to the DLQ, and there is still exactly one execution
+    wait_for(lambda: env.clients.sqs.get_queue_attributes(
+        QueueUrl=env.stack.queue_url, AttributeNames=["All"])["Attributes"],
+        lambda a: a["ApproximateNumberOfMessages"] == "0" and a["ApproximateNumberOfMessagesNotVisible"] == "0")
+    assert len(executions_named(env, task_id)) == 1
+    assert env.api.get(task_id).body["status"] == "COMPLETED"
+
+
+def dlq_messages(env) -> list[dict]:
+    got = env.clients.sqs.receive_message(QueueUrl=env.stack.dlq_url, MaxNumberOfMessages=10,
+                                          VisibilityTimeout=0, AttributeNames=["All"],
+                                          MessageAttributeNames=["All"])
+    return got.get("Messages", [])
+
+
+def test_processor_failure_lands_in_the_dlq_after_max_receives(env):
+    # GIVEN the failure switch fails every poison-* event in the processor
+    task_id = uid("poison")
+    assert env.api.create({"taskID": task_id}).status == 202
+    # THEN within seconds (visibility shortened with backoff) it is in the DLQ, after maxReceiveCount receives
+    mine = wait_for(lambda: [m for m in dlq_messages(env) if json.loads(m["Body"])["taskID"] == task_id],
+                    bool, timeout=30)
+    assert mine, "the poison event never reached the DLQ"
+    max_receives = int(env.stack.parameters.get("MaxReceiveCount", "3"))
+    assert int(mine[0]["Attributes"]["ApproximateReceiveCount"]) >= max_receives
+    assert mine[0]["MessageAttributes"]["taskID"]["StringValue"] == task_id
+    # No workflow ever started, and the task says where it stopped.
+    assert executions_named(env, task_id) == []
+    assert env.api.get(task_id).body["status"] == "QUEUED"
+    # Leave the DLQ empty for the other tests.
+    env.clients.sqs.delete_message(QueueUrl=env.stack.dlq_url, ReceiptHandle=mine[0]["ReceiptHandle"])
+
+
+def test_step_failure_is_retried_then_caught_and_recorded(env):
+    task_id = uid("boom")
+    assert env.api.create({"taskID": task_id, "title": "explode"}).status == 202
+    task = final_task(env, task_id)
+    assert task["status"] == "FAILED", task
+    assert "failure injected at step 'process'" in task["error"]["message"]
+    assert [h["step"] for h in task["history"]][-1] == "failed"
+    assert "process" not in [h["step"] for h in task["history"]], "the failed step recorded success"
+    ex = env.clients.stepfunctions.describe_execution(
+        executionArn=execution_arn(env.stack.state_machine_arn, task_id))
+    assert ex["status"] == "FAILED"
+    history = env.clients.stepfunctions.get_execution_history(
+        executionArn=ex["executionArn"], maxResults=1000)["events"]
+    # Retried before it was caught: the Process task was scheduled more than once.
+    scheduled = [e for e in history if e["type"] == "LambdaFunctionScheduled"]
+    assert len(scheduled) >= 3 + 2, "expected validate, enrich and process plus its retries"
+
+
+def test_business_rule_failure_fails_without_retries(env):
+    task_id = uid("late")
+    assert env.api.create({"taskID": task_id, "title": "backdated", "dueDate": "2001-01-01"}).status == 202
+    task = final_task(env, task_id)
+    assert task["status"] == "FAILED"
+    assert task["error"]["code"] == "BusinessRuleFailed"
+    assert "validate" in task["error"]["message"] and "2001-01-01" in task["error"]["message"]
+
+
+def test_verify_command_passes_on_a_healthy_stack(env):
+    result = cli(env, "verify")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["passed"] is True
+    assert [c["name"] for c in report["checks"]] == [
+        "POST /tasks accepted", "DynamoDB item created", "SQS message sent", "Workflow execution started",
+        "Workflow execution finished", "Task COMPLETED", "DLQ empty"]
+
+
+def test_task_commands_through_the_cli(env):
+    task_id = uid("cli")
+    created = cli(env, "task", "create", "--id", task_id, "--title", "from the cli", "--wait")
+    assert created.exit_code == 0, created.output
+    assert json.loads(created.stdout)["status"] == "COMPLETED"
+    got = cli(env, "task", "get", task_id)
+    assert got.exit_code == 0 and json.loads(got.stdout)["taskID"] == task_id
+    listed = cli(env, "task", "list", "--status", "completed", "--limit", "100")
+    assert listed.exit_code == 0 and all(t["status"] == "COMPLETED" for t in json.loads(listed.stdout)["items"])
+    missing = cli(env, "task", "get", "no-such-task")
+    assert missing.exit_code == 3 and "NOT_FOUND" in missing.stderr and missing.stdout == ""
+    bad = cli(env, "task", "create", "--priority", "someday")
+    assert bad.exit_code == 2 and bad.stderr.count("\n") == 1
+
+
+def test_status_shows_every_component(env):
+    result = cli(env, "status")
+    assert result.exit_code == 0, result.output
+    s = json.loads(result.stdout)
+    assert s["api_ok"] and s["healthy"] and s["dlq"]["visible"] == 0
+    assert s["executions"]["SUCCEEDED"] >= 1
+    assert set(s["functions"]) == set(env.stack.functions.values())
+
+
+def test_up_again_with_no_change_changes_nothing(env):
+    result = CliRunner().invoke(app, ["--output", "json", "up", "--param", "RetryBaseSeconds=1",
+                                      "--param", "LogRetentionDays=1"], env=env.cli_env)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["changed"] is False and out["uploaded"] == []
+
+
+def test_unreachable_backend_has_its_own_exit_code(env):
+    result = CliRunner().invoke(app, ["--endpoint-url", "http://127.0.0.1:9", "status"], env=env.cli_env)
+    assert result.exit_code == 4 and "tmctl: error:" in result.stderr

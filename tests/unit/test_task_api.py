@@ -1,0 +1,421 @@
+"""Task API handler, driven through handler(event, context) with real HTTP API
+payload 2.0 events (tests/events) against moto DynamoDB + SQS built from the
+template."""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.parse
+
+import pytest
+from botocore.exceptions import EndpointConnectionError
+
+pytestmark = pytest.mark.unit
+
+SEED_BODY = b'{"taskID":"task-173"}'
+
+
+@pytest.fixture
+def call(task_api, lambda_context):
+    """Invoke the handler; return (status, decoded JSON body, headers)."""
+
+    def invoke(event: dict) -> tuple[int, dict, dict]:
+        resp = task_api.handler(event, lambda_context)
+        return resp["statusCode"], json.loads(resp["body"]) if resp.get("body") else {}, resp.get("headers", {})
+
+    return invoke
+
+
+@pytest.fixture
+def post_event(load_event):
+    """The real POST event with another body (base64, as the sample is)."""
+
+    def make(body: bytes | str, content_type: str | None = "application/json") -> dict:
+        event = load_event("http_api_v2_post_task")
+        data = body.encode() if isinstance(body, str) else body
+        event["body"] = base64.b64encode(data).decode()
+        event["headers"]["content-length"] = str(len(data))
+        if content_type is None:
+            del event["headers"]["content-type"]
+        else:
+            event["headers"]["content-type"] = content_type
+        return event
+
+    return make
+
+
+@pytest.fixture
+def get_event(load_event):
+    def make(task_id: str) -> dict:
+        event = load_event("http_api_v2_get_task")
+        event["rawPath"] = event["requestContext"]["http"]["path"] = f"/dev/tasks/{task_id}"
+        event["pathParameters"] = {"taskID": task_id}
+        return event
+
+    return make
+
+
+@pytest.fixture
+def list_event(load_event):
+    def make(**query: str) -> dict:
+        event = load_event("http_api_v2_list_tasks")
+        event["rawQueryString"] = urllib.parse.urlencode(query)
+        if query:
+            event["queryStringParameters"] = dict(query)
+        else:
+            del event["queryStringParameters"]  # AWS omits the key when there is no query
+        return event
+
+    return make
+
+
+def received_bodies(stack) -> list[dict]:
+    msgs = stack.sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10,
+                                     MessageAttributeNames=["All"]).get("Messages", [])
+    return [{**json.loads(m["Body"]), "_id": m["MessageId"], "_attrs": m.get("MessageAttributes", {})}
+            for m in msgs]
+
+
+# ------------------------------------------------------------------ POST /tasks
+
+
+def test_post_sample_event_stores_queues_and_publishes(call, load_event, stack):
+    # GIVEN the real POST event: base64 body {"taskID":"task-173"} on stage "dev"
+    event = load_event("http_api_v2_post_task")
+
+    # WHEN the handler runs
+    status, body, headers = call(event)
+
+    # THEN the task is accepted and QUEUED (its event is on the queue)
+    assert status == 202
+    assert body["taskID"] == "task-173" and body["status"] == "QUEUED"
+    assert body["title"] == "task-173" and body["priority"] == "MEDIUM"
+    assert "requestHash" not in body
+    assert headers["Content-Type"] == "application/json"
+    assert headers["Location"] == "/tasks/task-173"
+
+    item = stack.get_item("task-173")
+    assert item["status"] == "QUEUED" and "error" not in item
+
+    messages = received_bodies(stack)
+    assert len(messages) == 1
+    message = messages[0]
+    assert {k: message[k] for k in ("type", "version", "taskID")} == {
+        "type": "TaskCreated", "version": 1, "taskID": "task-173"}
+    assert message["_attrs"]["taskID"]["StringValue"] == "task-173"
+
+    # The history links the task to the exact SQS message that carries it
+    assert [h["step"] for h in item["history"]] == ["created", "queued"]
+    assert item["history"][1]["outcome"] == "ok"
+    assert item["history"][1]["detail"] == message["_id"]
+    assert body["history"] == item["history"]
+
+
+def test_identical_replay_answers_202_and_does_not_publish_again(call, load_event, stack):
+    # GIVEN a task already accepted and QUEUED
+    first_status, first, _ = call(load_event("http_api_v2_post_task"))
+    assert first_status == 202
+
+    # WHEN the client retries the identical request (e.g. after a timeout)
+    status, body, _ = call(load_event("http_api_v2_post_task"))
+
+    # THEN it gets the same answer, and the workflow is not triggered twice
+    assert status == 202
+    assert body == first
+    assert stack.queue_depth() == 1
+    assert [h["step"] for h in stack.get_item("task-173")["history"]] == ["created", "queued"]
+
+
+def test_same_task_id_with_another_body_is_a_conflict(call, post_event, stack):
+    assert call(post_event(SEED_BODY))[0] == 202
+
+    status, body, _ = call(post_event(b'{"taskID":"task-173","priority":"URGENT"}'))
+
+    assert status == 409
+    assert body["error"] == "CONFLICT"
+    # The stored task is the first one, untouched
+    assert stack.get_item("task-173")["priority"] == "MEDIUM"
+    assert stack.queue_depth() == 1
+
+
+@pytest.mark.parametrize(("raw", "content_type", "want_status", "want_code"), [
+    (b'{"taskID": "task-1",', "application/json", 400, "MALFORMED_JSON"),
+    (b"", "application/json", 400, "MALFORMED_JSON"),
+    (b"\xff\xfe\x00", "application/json", 400, "MALFORMED_JSON"),
+    (b"<task><taskID>t1</taskID></task>", "text/xml", 415, "UNSUPPORTED_MEDIA_TYPE"),
+    (b'{"taskID":"t1","colour":"red"}', "application/json", 400, "UNKNOWN_FIELD"),
+    (b'{"taskID":"has space"}', "application/json", 400, "INVALID_TASK_ID"),
+    (b'["t1"]', "application/json", 400, "VALIDATION_ERROR"),
+    (b'{"taskID":"t1","priority":"SOON"}', "application/json; charset=utf-8", 400, "VALIDATION_ERROR"),
+])
+def test_bad_requests_are_refused_with_a_code_and_nothing_stored(call, post_event, stack, raw, content_type,
+                                                                 want_status, want_code):
+    status, body, _ = call(post_event(raw, content_type))
+
+    assert (status, body["error"]) == (want_status, want_code)
+    assert body["message"]
+    assert stack.ddb.scan(TableName=stack.table)["Count"] == 0
+    assert stack.queue_depth() == 0
+
+
+def test_body_over_16_kib_is_refused_with_413(call, post_event, stack):
+    # GIVEN valid JSON just over the limit (a long description would pass
+    # model checks only if the size check were missing)
+    body = json.dumps({"taskID": "big", "description": "x" * (16 * 1024)}).encode()
+    assert len(body) > 16 * 1024
+
+    status, resp, _ = call(post_event(body))
+
+    assert (status, resp["error"]) == (413, "PAYLOAD_TOO_LARGE")
+    assert stack.get_item("big") is None
+
+
+def test_body_that_is_not_base64_when_flagged_so_is_refused(call, load_event):
+    event = load_event("http_api_v2_post_task")
+    event["body"] = "not base64!"
+
+    status, body, _ = call(event)
+
+    assert (status, body["error"]) == (400, "MALFORMED_BODY")
+
+
+def test_plain_text_body_without_content_type_is_accepted(call, load_event):
+    # Not every client sends a Content-Type; a JSON body is still a JSON body.
+    event = load_event("http_api_v2_post_task")
+    del event["headers"]["content-type"]
+    event["isBase64Encoded"] = False
+    event["body"] = '{"taskID":"task-plain"}'
+
+    status, body, _ = call(event)
+
+    assert (status, body["taskID"], body["status"]) == (202, "task-plain", "QUEUED")
+
+
+# ------------------------------------------------------------------ publish failure and recovery
+
+
+def test_publish_failure_is_503_then_a_replay_recovers(call, load_event, stack):
+    # GIVEN the queue is gone (deleted, or SQS unavailable) when the task is created
+    stack.sqs.delete_queue(QueueUrl=stack.queue_url)
+
+    # WHEN the client posts
+    status, body, _ = call(load_event("http_api_v2_post_task"))
+
+    # THEN it is told to retry, and the task is stored but still PENDING with the reason
+    assert (status, body["error"]) == (503, "PUBLISH_FAILED")
+    stored = stack.get_item("task-173")
+    assert stored["status"] == "PENDING"
+    assert stored["error"]["code"] == "PUBLISH_FAILED"
+
+    # WHEN the queue is back and the client repeats the same request
+    stack.create_queue("TaskQueue")
+    status, body, _ = call(load_event("http_api_v2_post_task"))
+
+    # THEN the dual write completes: one message, QUEUED, the old error cleared
+    assert status == 202
+    assert body["status"] == "QUEUED"
+    recovered = stack.get_item("task-173")
+    assert recovered["status"] == "QUEUED" and "error" not in recovered
+    assert [h["step"] for h in recovered["history"]] == ["created", "queued"]
+    assert stack.queue_depth() == 1
+
+
+class UnreachableSqs:
+    """An SQS client whose endpoint cannot be reached (a BotoCoreError, not a ClientError)."""
+
+    def send_message(self, **_kwargs):
+        raise EndpointConnectionError(endpoint_url="https://sqs.us-east-1.amazonaws.com/")
+
+
+def test_unreachable_queue_endpoint_is_also_publish_failed(task_api, call, load_event, stack):
+    task_api._service.sqs = UnreachableSqs()
+
+    status, body, _ = call(load_event("http_api_v2_post_task"))
+
+    assert (status, body["error"]) == (503, "PUBLISH_FAILED")
+    assert stack.get_item("task-173")["error"]["code"] == "PUBLISH_FAILED"
+
+
+# ------------------------------------------------------------------ GET /tasks/{taskID}
+
+
+def test_get_existing_task_hides_the_request_hash(call, load_event, stack):
+    call(load_event("http_api_v2_post_task"))
+    assert "requestHash" in stack.get_item("task-173")  # stored, so hiding it is the view's doing
+
+    status, body, _ = call(load_event("http_api_v2_get_task"))
+
+    assert status == 200
+    assert body["taskID"] == "task-173" and body["status"] == "QUEUED"
+    assert "requestHash" not in body
+
+
+def test_get_missing_task_is_404(call, load_event):
+    status, body, _ = call(load_event("http_api_v2_get_task"))
+
+    assert (status, body["error"]) == (404, "NOT_FOUND")
+    assert "task-173" in body["message"]
+
+
+def test_get_with_an_impossible_task_id_is_400(call, get_event):
+    status, body, _ = call(get_event("x" * 65))
+
+    assert (status, body["error"]) == (400, "INVALID_TASK_ID")
+
+
+def test_unrouted_path_is_a_json_404(call, get_event):
+    event = get_event("task-173")
+    event["rawPath"] = "/dev/nothing-here"
+
+    status, body, _ = call(event)
+
+    assert (status, body["error"]) == (404, "NOT_FOUND")
+
+
+# ------------------------------------------------------------------ GET /tasks
+
+
+def create_tasks(call, post_event, *task_ids: str) -> None:
+    for task_id in task_ids:
+        assert call(post_event(json.dumps({"taskID": task_id})))[0] == 202
+
+
+def test_list_sample_event_filters_by_status_and_pages(call, post_event, load_event, stack):
+    # GIVEN three QUEUED tasks and one that already COMPLETED
+    create_tasks(call, post_event, "t-a", "t-b", "t-c")
+    done = {**stack.get_item("t-a"), "taskID": "t-done", "status": "COMPLETED"}
+    stack.put_item(done)
+
+    # WHEN listing QUEUED tasks two at a time (the sample event: status=QUEUED&limit=2)
+    status, first, _ = call(load_event("http_api_v2_list_tasks"))
+
+    # THEN a full page and a token come back
+    assert status == 200
+    assert len(first["items"]) == 2
+    assert "nextToken" in first
+
+    # WHEN the token is followed
+    event = load_event("http_api_v2_list_tasks")
+    event["queryStringParameters"]["nextToken"] = first["nextToken"]
+    event["rawQueryString"] = urllib.parse.urlencode(event["queryStringParameters"])
+    status, second, _ = call(event)
+
+    # THEN the rest arrives, with no token, no repeats and no other status
+    assert status == 200
+    assert "nextToken" not in second
+    listed = [i["taskID"] for i in first["items"] + second["items"]]
+    assert sorted(listed) == ["t-a", "t-b", "t-c"]
+    assert all(i["status"] == "QUEUED" and "requestHash" not in i for i in first["items"] + second["items"])
+    # newest first within a status
+    created = [i["createdAt"] for i in first["items"] + second["items"]]
+    assert created == sorted(created, reverse=True)
+
+
+def test_list_without_filter_scans_every_task_across_pages(call, post_event, list_event):
+    create_tasks(call, post_event, "t-a", "t-b", "t-c")
+
+    seen, token, pages = [], None, 0
+    while True:
+        query = {"limit": "2", **({"nextToken": token} if token else {})}
+        status, page, _ = call(list_event(**query))
+        assert status == 200
+        seen += [i["taskID"] for i in page["items"]]
+        pages += 1
+        token = page.get("nextToken")
+        if not token:
+            break
+        assert pages < 5, "pagination never ended"
+
+    assert sorted(seen) == ["t-a", "t-b", "t-c"]
+    assert pages >= 2
+
+
+def test_list_with_no_query_uses_defaults(call, post_event, list_event):
+    create_tasks(call, post_event, "t-a")
+
+    status, body, _ = call(list_event())
+
+    assert status == 200
+    assert [i["taskID"] for i in body["items"]] == ["t-a"]
+
+
+@pytest.mark.parametrize("token", [
+    "not-a-token!!",
+    base64.urlsafe_b64encode(b'{"nope": 1}').decode(),
+    base64.urlsafe_b64encode(b"[1, 2]").decode(),
+    base64.urlsafe_b64encode(b"\xff\xfe").decode(),
+])
+def test_bad_next_token_is_400(call, list_event, token):
+    status, body, _ = call(list_event(nextToken=token))
+
+    assert (status, body["error"]) == (400, "INVALID_TOKEN")
+
+
+@pytest.mark.parametrize("query", [
+    {"limit": "0"}, {"limit": "101"}, {"limit": "ten"}, {"limit": "-1"}, {"status": "DONE"},
+])
+def test_bad_limit_or_status_is_400(call, list_event, query):
+    status, body, _ = call(list_event(**query))
+
+    assert (status, body["error"]) == (400, "VALIDATION_ERROR")
+
+
+def test_unknown_query_parameter_is_400(call, list_event):
+    status, body, _ = call(list_event(limit="2", sort="asc"))
+
+    assert (status, body["error"]) == (400, "UNKNOWN_FIELD")
+    assert "sort" in body["message"]
+
+
+def test_status_filter_is_case_insensitive(call, post_event, list_event):
+    create_tasks(call, post_event, "t-a")
+
+    status, body, _ = call(list_event(status="queued"))
+
+    assert status == 200
+    assert [i["taskID"] for i in body["items"]] == ["t-a"]
+
+
+# ------------------------------------------------------------------ stage handling and warm-up
+
+
+def test_emulator_shape_without_stage_in_raw_path_routes_the_same(call, load_event, stack):
+    # GIVEN an event as some emulators send it: stage "dev" but rawPath "/tasks"
+    event = load_event("http_api_v2_post_task")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/tasks"
+
+    # WHEN handled
+    status, body, _ = call(event)
+
+    # THEN it reaches POST /tasks as on AWS (without the fix Powertools would
+    # strip "/dev" from "/tasks" and answer 404)
+    assert (status, body["taskID"]) == (202, "task-173")
+
+    get = load_event("http_api_v2_get_task")
+    get["rawPath"] = "/tasks/task-173"
+    assert call(get)[0] == 200
+
+
+@pytest.mark.parametrize(("raw_path", "stage", "want"), [
+    ("/tasks", "dev", "/dev/tasks"),  # emulator shape: stage added
+    ("/dev/tasks", "dev", "/dev/tasks"),  # AWS shape: unchanged
+    ("/dev", "dev", "/dev"),
+    ("/development/tasks", "dev", "/dev/development/tasks"),  # a prefix is not the stage
+    ("/tasks", "$default", "/tasks"),  # the $default stage is never in the path
+])
+def test_with_stage_in_path(task_api, raw_path, stage, want):
+    event = {"rawPath": raw_path, "requestContext": {"stage": stage}}
+
+    assert task_api.with_stage_in_path(event)["rawPath"] == want
+    assert event["rawPath"] == raw_path  # the caller's event is not mutated
+
+
+def test_warmup_event_answers_without_routing(task_api, lambda_context):
+    assert task_api.handler({"warmup": True}, lambda_context) == {"warm": True}
+
+
+def test_handler_module_reads_its_environment_from_the_template(task_api, stack):
+    # The template's env vars flowed into the module: no drift in names
+    assert (task_api.TABLE, task_api.QUEUE_URL, task_api.STATUS_INDEX) == (stack.table, stack.queue_url, "byStatus")
+    assert task_api.STATUS_INDEX in {g["IndexName"] for g in stack.cfn.props("TasksTable")["GlobalSecondaryIndexes"]}

@@ -1,0 +1,3 @@
+from tmctl.cli.app import main
+
+main()

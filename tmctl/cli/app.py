@@ -1,0 +1,94 @@
+"""The root command: global options, the sub-apps, and the one place that turns
+errors into an stderr line and an exit code."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+from typer._click.exceptions import ClickException
+from typer.core import TyperGroup
+
+from tmctl.cli import local, stack, tasks
+from tmctl.cli.context import State
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    sys.stderr.write(f"tmctl: error: {message}\n")
+    sys.stderr.flush()
+    return typer.Exit(code)
+
+
+class TmctlGroup(TyperGroup):
+    """The one place errors become exit codes: domain errors carry their own,
+    botocore errors are mapped by their code, anything else is a one-line bug report."""
+
+    def invoke(self, ctx):
+        from tmctl.core.errors import ExitCode, TmctlError, from_client_error
+
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, ClickException, KeyboardInterrupt):
+            raise
+        except Exception as err:
+            if _debug(ctx):
+                raise
+            if isinstance(err, TmctlError):
+                raise _fail(str(err), err.exit_code) from None
+            if type(err).__module__.startswith("botocore"):
+                mapped = from_client_error(err, "AWS call failed")
+                raise _fail(str(mapped), mapped.exit_code) from None
+            raise _fail(f"unexpected {type(err).__name__}: {err} (run with --debug for the traceback)",
+                        ExitCode.ERROR) from None
+
+
+def _debug(ctx) -> bool:
+    return os.environ.get("TMCTL_DEBUG") == "1" or bool(getattr(ctx.obj, "debug", False))
+
+
+app = typer.Typer(
+    name="tmctl",
+    cls=TmctlGroup,
+    help="Bring the Task Manager stack up on a local emulator or AWS, and drive it: tasks, queues, workflows.\n\n"
+         "Example: tmctl up --local && tmctl --local task create --title 'write docs' --wait",
+    no_args_is_help=True,
+    # Plain help: Rich's import alone costs more than the whole help should take.
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    local: Annotated[bool, typer.Option("--local", help="Target the local emulator (also TMCTL_LOCAL=1).")] = False,
+    endpoint_url: Annotated[str | None, typer.Option(
+        "--endpoint-url", help="Emulator endpoint (else TMCTL_ENDPOINT_URL, AWS_ENDPOINT_URL, "
+                               "http://localhost:4566); implies --local.")] = None,
+    stage: Annotated[str | None, typer.Option("--stage", help="Stage name (else TMCTL_STAGE, 'dev').")] = None,
+    region: Annotated[str | None, typer.Option("--region", help="AWS region (else AWS_REGION).")] = None,
+    profile: Annotated[str | None, typer.Option("--profile", help="AWS profile (AWS targets only).")] = None,
+    output: Annotated[str | None, typer.Option(
+        "--output", "-o", help="table or json (default: table on a terminal, json when piped).")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    """Global options; every command reads them from the typed State on ctx.obj."""
+    if output not in (None, "table", "json"):
+        raise typer.BadParameter("must be 'table' or 'json'", param_hint="--output")
+    ctx.obj = State(local=local, endpoint_url=endpoint_url, stage=stage, region=region, profile=profile,
+                    output=output, debug=debug)
+
+
+app.command("up")(stack.up)
+app.command("down")(stack.down)
+app.command("status")(stack.status)
+app.command("verify")(stack.verify)
+app.add_typer(tasks.app, name="task")
+app.add_typer(local.app, name="local")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,84 @@
+"""Rendering: data on stdout (a Rich table on a TTY, JSON when piped or asked),
+progress and errors on stderr. Rich is imported only when something renders."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, is_dataclass
+from typing import Any
+
+from tmctl.cli.context import State
+
+
+def wants_json(st: State) -> bool:
+    if st.output:
+        return st.output == "json"
+    return not sys.stdout.isatty()
+
+
+def _default(value: Any):
+    if is_dataclass(value):
+        return asdict(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=_default, sort_keys=False) + "\n")
+
+
+def stdout_console():
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)
+
+
+_stderr = None
+
+
+def stderr_console():
+    global _stderr
+    if _stderr is None:
+        from rich.console import Console
+
+        _stderr = Console(stderr=True, highlight=False)
+    return _stderr
+
+
+def table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any]]):
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left", header_style="bold")
+    for col in columns:
+        t.add_column(col)
+    for row in rows:
+        t.add_row(*["" if v is None else str(v) for v in row])
+    return t
+
+
+def emit(st: State, data: Any, render: Callable[[], Any]) -> None:
+    """JSON of `data`, or whatever `render()` builds (Rich renderables) on a TTY."""
+    if wants_json(st):
+        print_json(data)
+        return
+    console = stdout_console()
+    parts = render()
+    for part in parts if isinstance(parts, list) else [parts]:
+        console.print(part)
+
+
+def progress(message: str) -> None:
+    stderr_console().print(f"[dim]·[/dim] {message}", highlight=False)
+
+
+def status_style(status: str) -> str:
+    return {"COMPLETED": "green", "SUCCEEDED": "green", "FAILED": "red", "TIMED_OUT": "red", "ABORTED": "red",
+            "PROCESSING": "yellow", "RUNNING": "yellow", "QUEUED": "cyan", "PENDING": "cyan"}.get(status, "")
+
+
+def styled(status: str) -> str:
+    style = status_style(status)
+    return f"[{style}]{status}[/{style}]" if style else status

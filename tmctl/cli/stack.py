@@ -1,0 +1,149 @@
+"""Stack lifecycle: up, down, status, verify."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from tmctl.cli import output as out
+from tmctl.cli.context import LocalFlag, state
+
+
+def up(
+    ctx: typer.Context,
+    local: LocalFlag = False,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", "-p", help="Template parameter override KEY=VALUE (repeatable).")] = None,
+    no_warm: Annotated[bool, typer.Option("--no-warm", help="Skip warming the functions.")] = False,
+) -> None:
+    """Start (or reuse) the emulator with --local, package the Lambdas, deploy the stack
+    by change set, and print its outputs. Re-running with nothing changed changes nothing.
+
+    Example: tmctl up --local
+    """
+    from tmctl.core import emulator
+    from tmctl.core.errors import UsageError
+    from tmctl.core.up import bring_up
+
+    st = state(ctx)
+    target = st.target(local)
+    overrides = {}
+    for item in param or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--param {item!r} is not KEY=VALUE", "e.g. --param LogRetentionDays=7")
+        overrides[key] = value
+    if target.local:
+        engine, proc = emulator.start(target)
+        started = f" (pid {proc.pid}, log {proc.log})" if proc else ""
+        out.progress(f"{engine.name} {engine.version} on {target.endpoint_url}{started}")
+    out.progress(f"deploying {target.describe()}")
+    result = bring_up(st.clients(local), target, overrides=overrides, warm=not no_warm, progress=out.progress)
+    if not result.deploy.changed:
+        out.progress("no changes: stack is up to date")
+    if result.concurrency_applied:
+        out.progress("reserved concurrency set: " + ", ".join(result.concurrency_applied))
+    if result.warmed:
+        out.progress("warmed " + ", ".join(f"{n} ({s:.2f}s)" for n, s in result.warmed.items()))
+    data = {"stack": result.stack.name, "status": result.stack.status, "changed": result.deploy.changed,
+            "apiUrl": result.stack.api_url, "uploaded": result.uploaded, "outputs": result.stack.outputs,
+            "seconds": {k: round(v, 3) for k, v in result.timings.items()}}
+    out.emit(st, data, lambda: [
+        out.table(f"{result.stack.name}: {result.stack.status}", ["output", "value"],
+                  [("API URL", result.stack.api_url), *sorted(result.stack.outputs.items())]),
+        f"try: curl -s -X POST {result.stack.api_url}/tasks -H 'content-type: application/json' "
+        "-d '{\"taskID\":\"task-173\"}'",
+    ])
+
+
+def down(
+    ctx: typer.Context,
+    local: LocalFlag = False,
+    stop_emulator: Annotated[bool, typer.Option("--stop-emulator", help="Also stop the embedded emulator.")] = False,
+) -> None:
+    """Delete the stack (the artifact bucket stays).
+
+    Example: tmctl down --local --stop-emulator
+    """
+    from tmctl.core import emulator
+    from tmctl.core.deploy import delete_stack
+
+    st = state(ctx)
+    target = st.target(local)
+    if target.local:
+        emulator.require_engine(target)
+    deleted = delete_stack(st.clients(local).cloudformation, target, progress=out.progress)
+    out.progress(f"deleted {target.stack_name}" if deleted else f"{target.stack_name} did not exist")
+    if stop_emulator and target.local:
+        pid = emulator.stop(target)
+        out.progress(f"stopped emulator pid {pid}" if pid else "no emulator started by tmctl on this port")
+
+
+def status(ctx: typer.Context, local: LocalFlag = False) -> None:
+    """Every component at a glance: stack, API, queue and DLQ depth, executions by status.
+
+    Exit code 1 when something is unhealthy (API down, DLQ not empty, stack failed).
+    Example: tmctl --local status -o json
+    """
+    from tmctl.core import emulator
+    from tmctl.core.inspect import stack_status
+    from tmctl.core.stack import load_stack
+
+    st = state(ctx)
+    target = st.target(local)
+    engine = ""
+    if target.local:
+        eng = emulator.require_engine(target)
+        engine = f"{eng.name} {eng.version} on {target.endpoint_url}"
+    c = st.clients(local)
+    info = load_stack(c.cloudformation, target)
+    s = stack_status(c.sqs, c.stepfunctions, c.client("lambda"), info, engine or f"AWS {target.region}")
+
+    def render():
+        rows = [
+            ("engine", s.engine),
+            ("stack", f"{s.stack} {s.stack_status}"),
+            ("api", f"{'[green]up[/green]' if s.api_ok else '[red]down[/red]'} {s.api_detail} {s.api_url}"),
+            ("queue", f"{s.queue.name}: {s.queue.visible} visible, {s.queue.in_flight} in flight, "
+                      f"{s.queue.delayed} delayed"),
+            ("dlq", f"{'[red]' if s.dlq.total else '[green]'}{s.dlq.name}: {s.dlq.total} message(s)"
+                    f"{'[/red]' if s.dlq.total else '[/green]'}"),
+            ("executions", ", ".join(f"{out.styled(k)} {v}" for k, v in s.executions.items() if v) or "none"),
+        ]
+        rows += [(f"λ {name}", state_) for name, state_ in s.functions.items()]
+        return out.table(None, ["component", "state"], rows)
+
+    out.emit(st, s.to_dict(), render)
+    if not s.healthy:
+        raise typer.Exit(1)
+
+
+def verify(
+    ctx: typer.Context,
+    local: LocalFlag = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the workflow.")] = 60.0,
+) -> None:
+    """The seed's acceptance in one command: POST a task, then check its DynamoDB item,
+    its SQS message, its workflow execution (started and finished) and an empty DLQ.
+
+    Exit code 5 when any check fails. Example: tmctl --local verify
+    """
+    from tmctl.core.errors import CheckFailed
+    from tmctl.core.stack import load_stack
+    from tmctl.core.verify import verify as run_verify
+
+    st = state(ctx)
+    c = st.clients(local)
+    info = load_stack(c.cloudformation, st.target(local))
+    result = run_verify(c.dynamodb, c.sqs, c.stepfunctions, info, timeout=timeout,
+                        on_check=lambda ch: out.progress(f"{'pass' if ch.passed else 'FAIL'}  {ch.name}"))
+    data = {"taskID": result.task_id, "passed": result.passed, "checks": result.checks}
+    out.emit(st, data, lambda: out.table(
+        f"verify {result.task_id}: {'[green]PASS[/green]' if result.passed else '[red]FAIL[/red]'}",
+        ["check", "result", "detail", "t+s"],
+        [(ch.name, "[green]pass[/green]" if ch.passed else "[red]FAIL[/red]", ch.detail, f"{ch.seconds:.2f}")
+         for ch in result.checks]))
+    if not result.passed:
+        failed = [ch.name for ch in result.checks if not ch.passed]
+        raise CheckFailed(f"verify failed: {', '.join(failed)}", f"see `tmctl --local task get {result.task_id}`")

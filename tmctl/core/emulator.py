@@ -1,0 +1,200 @@
+"""The local engine: detect what answers on the endpoint, start the embedded
+MiniStack as a background process (pid + log in the state dir), stop it by pid."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from tmctl.core.errors import BackendUnreachable, TmctlError, UsageError
+from tmctl.core.target import Target
+
+MINISTACK = "ministack"
+LOCALSTACK = "localstack"
+HEALTH_PATHS = ((MINISTACK, "/_ministack/health"), (LOCALSTACK, "/_localstack/health"))
+START_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Engine:
+    name: str  # ministack | localstack
+    version: str
+    endpoint: str
+    services: dict
+
+    @property
+    def has_move_tasks(self) -> bool:
+        return self.name != MINISTACK
+
+
+@dataclass(frozen=True)
+class EmulatorProcess:
+    pid: int
+    port: int
+    log: Path
+    workdir: Path
+
+
+def _get_json(url: str, timeout: float) -> dict | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback/explicit endpoint
+            if resp.status != 200:
+                return None
+            return json.loads(resp.read() or b"{}")
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def probe(endpoint: str, timeout: float = 0.5) -> Engine | None:
+    """The engine answering on `endpoint`, or None. MiniStack also answers
+    LocalStack's path, so its own is asked first."""
+    for name, path in HEALTH_PATHS:
+        body = _get_json(endpoint + path, timeout)
+        if body is not None:
+            return Engine(name, str(body.get("version", "?")), endpoint, body.get("services") or {})
+    return None
+
+
+def workdir(target: Target) -> Path:
+    return target.state_dir / f"emulator-{target.port}"
+
+
+def read_process(target: Target) -> EmulatorProcess | None:
+    wd = workdir(target)
+    try:
+        pid = int((wd / "pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if not _alive(pid):
+        return None
+    return EmulatorProcess(pid, target.port, wd / "ministack.log", wd)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours still "exists"; reap it if so.
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+def emulator_env(target: Target, wd: Path, *, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    for var in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        env.pop(var, None)  # the engine's own workers get their endpoint from it
+    env.update({
+        "GATEWAY_PORT": str(target.port),
+        "BIND_HOST": "127.0.0.1" if target.is_loopback else "0.0.0.0",
+        "IOT_MTLS_ENABLED": "0",
+        "AUTH": "true",  # every handler call checked against its role, as on AWS
+        "MINISTACK_REGION": target.region,
+        "TMPDIR": str(wd / "tmp"),  # worker temp dirs land here and go with `local stop`
+        "LOG_LEVEL": env.get("TMCTL_EMULATOR_LOG_LEVEL", "WARNING"),
+    })
+    env.update(extra or {})
+    return env
+
+
+def start(target: Target, *, extra_env: dict[str, str] | None = None, timeout: float = START_TIMEOUT) -> tuple[
+        Engine, EmulatorProcess | None]:
+    """Reuse whatever LocalStack-compatible engine answers; else start MiniStack."""
+    engine = probe(target.endpoint_url)
+    if engine is not None:
+        return engine, read_process(target)
+    if not target.is_loopback:
+        raise BackendUnreachable(f"nothing answers on {target.endpoint_url}",
+                                 "start the engine there, or use a localhost endpoint to get the embedded one")
+    wd = workdir(target)
+    (wd / "tmp").mkdir(parents=True, exist_ok=True)
+    log_path = wd / "ministack.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed args
+            [sys.executable, "-m", "ministack"], env=emulator_env(target, wd, extra=extra_env),
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=wd,
+        )
+    (wd / "pid").write_text(str(proc.pid))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        engine = probe(target.endpoint_url, timeout=0.3)
+        if engine is not None:
+            return engine, EmulatorProcess(proc.pid, target.port, log_path, wd)
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(empty log)"]
+            raise TmctlError(f"the embedded emulator exited with {proc.returncode}: {tail[0]}",
+                             f"see {log_path}; is port {target.port} taken?")
+        time.sleep(0.05)
+    stop(target)
+    raise BackendUnreachable(f"the embedded emulator did not answer within {timeout:.0f}s", f"see {log_path}")
+
+
+def stop(target: Target, timeout: float = 10.0) -> int | None:
+    """Stop the emulator tmctl started on this port (by its pid, with its
+    worker processes), and remove its temp files. Returns the pid, or None."""
+    proc = read_process(target)
+    wd = workdir(target)
+    if proc is None:
+        (wd / "pid").unlink(missing_ok=True)
+        return None
+    _signal_group(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _signal_group(proc.pid, signal.SIGKILL)  # stragglers: Lambda workers that ignored SIGTERM
+    (wd / "pid").unlink(missing_ok=True)
+    shutil.rmtree(wd / "tmp", ignore_errors=True)
+    return proc.pid
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)  # started with start_new_session: pgid == pid
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def require_engine(target: Target) -> Engine:
+    if not target.local:
+        raise UsageError("this command needs an emulator target", "add --local")
+    engine = probe(target.endpoint_url)
+    if engine is None:
+        raise BackendUnreachable(f"no emulator answers on {target.endpoint_url}",
+                                 "run `tmctl up --local` (or `tmctl local start`)")
+    return engine
+
+
+def group_rss_bytes(pid: int) -> int:
+    """Resident memory of a process group (the emulator and its Lambda workers)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[2]) != pid:  # pgrp
+                continue
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            continue
+    return total

@@ -1,0 +1,123 @@
+"""Deterministic, content-hashed artifacts: one zip per function (its code plus
+the shared `taskcore` package), one dependency layer built from the installed
+distributions, and the state machine definition. Same input, same bytes, same
+key, so unchanged code is never uploaded again and CloudFormation sees no change."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata as md
+import io
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+FUNCTIONS = {
+    # template parameter → source dir under lambdas/
+    "TaskApiCodeKey": "task_api",
+    "EventProcessorCodeKey": "event_processor",
+    "WorkflowStepsCodeKey": "workflow_steps",
+}
+SHARED_PACKAGES = ("common/taskcore",)
+LAYER_PARAMETER = "DepsLayerKey"
+LAYER_DISTRIBUTIONS = ("aws-lambda-powertools", "jmespath", "typing-extensions")
+DEFINITION_PARAMETER = "StateMachineDefinitionKey"
+DEFINITION_FILE = "cloudformation/statemachine.asl.json"
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+_SKIP_PARTS = {"__pycache__", ".pytest_cache"}
+_SKIP_SUFFIXES = {".pyc", ".pyo"}
+
+
+@dataclass(frozen=True)
+class Artifact:
+    parameter: str  # the template parameter that names its S3 key
+    key: str  # content-addressed S3 key
+    path: Path  # local file with exactly these bytes
+    sha256: str
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+
+def _wanted(path: Path) -> bool:
+    return path.is_file() and not (_SKIP_PARTS & set(path.parts)) and path.suffix not in _SKIP_SUFFIXES
+
+
+def deterministic_zip(entries: list[tuple[str, Path]]) -> bytes:
+    """Zip (archive name, file) pairs in name order with fixed times and modes."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, src in sorted(entries, key=lambda e: e[0]):
+            info = zipfile.ZipInfo(name, date_time=_EPOCH)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, src.read_bytes(), compresslevel=6)
+    return buf.getvalue()
+
+
+def _tree(root: Path, prefix: str = "") -> list[tuple[str, Path]]:
+    return [(prefix + p.relative_to(root).as_posix(), p) for p in root.rglob("*") if _wanted(p)]
+
+
+def _store(build_dir: Path, stem: str, data: bytes, suffix: str = ".zip") -> tuple[Path, str]:
+    sha = hashlib.sha256(data).hexdigest()
+    path = build_dir / f"{stem}-{sha[:20]}{suffix}"
+    if not path.exists():
+        tmp = path.with_suffix(".part")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return path, sha
+
+
+def function_artifact(project: Path, build_dir: Path, parameter: str, source: str) -> Artifact:
+    lambdas = project / "lambdas"
+    entries = _tree(lambdas / source)
+    for shared in SHARED_PACKAGES:
+        entries += _tree(lambdas / shared, prefix=Path(shared).name + "/")
+    path, sha = _store(build_dir, source, deterministic_zip(entries))
+    return Artifact(parameter, f"lambdas/{source}-{sha[:20]}.zip", path, sha)
+
+
+def layer_artifact(build_dir: Path) -> Artifact:
+    """Powertools and its pure-Python dependencies under python/, as a Lambda
+    layer expects. Cached by distribution versions: the zip is rebuilt only
+    when an upgrade changes them."""
+    dists = [md.distribution(name) for name in LAYER_DISTRIBUTIONS]
+    stamp = ";".join(f"{d.metadata['Name']}=={d.version}" for d in dists)
+    stamp_sha = hashlib.sha256(stamp.encode()).hexdigest()[:20]
+    marker = build_dir / f"layer-{stamp_sha}.sha256"
+    if marker.exists():
+        sha = marker.read_text().strip()
+        path = build_dir / f"deps-layer-{sha[:20]}.zip"
+        if path.exists():
+            return Artifact(LAYER_PARAMETER, f"layers/deps-{sha[:20]}.zip", path, sha)
+    entries: list[tuple[str, Path]] = []
+    for dist in dists:
+        for rel in dist.files or []:
+            src = Path(dist.locate_file(rel))
+            if rel.name == "RECORD" or rel.parts[0] in {"..", "bin"} or not _wanted(src):
+                continue
+            entries.append(("python/" + rel.as_posix(), src))
+    path, sha = _store(build_dir, "deps-layer", deterministic_zip(entries))
+    marker.write_text(sha)
+    return Artifact(LAYER_PARAMETER, f"layers/deps-{sha[:20]}.zip", path, sha)
+
+
+def definition_artifact(project: Path, build_dir: Path) -> Artifact:
+    data = (project / DEFINITION_FILE).read_bytes()
+    path, sha = _store(build_dir, "statemachine", data, suffix=".asl.json")
+    return Artifact(DEFINITION_PARAMETER, f"statemachine/{sha[:20]}.asl.json", path, sha)
+
+
+def build_all(project: Path, build_dir: Path) -> list[Artifact]:
+    build_dir.mkdir(parents=True, exist_ok=True)
+    artifacts = [function_artifact(project, build_dir, param, src) for param, src in FUNCTIONS.items()]
+    artifacts.append(layer_artifact(build_dir))
+    artifacts.append(definition_artifact(project, build_dir))
+    return artifacts
+
+
+def python_tag() -> str:
+    return f"py{sys.version_info.major}{sys.version_info.minor}"

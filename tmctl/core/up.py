@@ -1,0 +1,59 @@
+"""`tmctl up` as one plain function: build, upload, deploy, adapt, warm."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from tmctl.core import deploy as dep
+from tmctl.core import package
+from tmctl.core.stack import StackInfo, load_stack
+from tmctl.core.target import Clients, Target, project_dir
+
+
+@dataclass
+class UpResult:
+    stack: StackInfo
+    deploy: dep.DeployResult
+    uploaded: list[str]
+    concurrency_applied: list[str] = field(default_factory=list)
+    warmed: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def bring_up(clients: Clients, target: Target, *, overrides: dict[str, str] | None = None,
+             warm: bool = True, progress: dep.Progress = lambda _m: None) -> UpResult:
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    project = project_dir()
+    artifacts = package.build_all(project, target.state_dir / "build")
+    timings["package"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    bucket = dep.artifact_bucket_name(clients.sts, target)
+    if dep.ensure_bucket(clients.s3, bucket, target.region):
+        progress(f"created artifact bucket {bucket}")
+    uploaded = dep.upload_artifacts(clients.s3, bucket, artifacts)
+    for key in uploaded:
+        progress(f"uploaded {key}")
+    timings["upload"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    template_path = project / dep.TEMPLATE_FILE
+    params = dep.stack_parameters(target, bucket, artifacts, overrides)
+    result = dep.deploy(clients.cloudformation, target, template_path.read_text(), params, progress=progress)
+    timings["deploy"] = time.perf_counter() - t
+
+    applied: list[str] = []
+    warmed: dict[str, float] = {}
+    if target.local:
+        t = time.perf_counter()
+        applied = dep.apply_declared_concurrency(clients.cloudformation, clients.client("lambda"), target,
+                                                 dep.load_template(template_path), params)
+        timings["adapt"] = time.perf_counter() - t
+    stack = load_stack(clients.cloudformation, target)
+    if warm and (result.changed or applied):
+        t = time.perf_counter()
+        warmed = dep.warm_functions(clients.client("lambda"), list(stack.functions.values()))
+        timings["warm"] = time.perf_counter() - t
+    return UpResult(stack, result, uploaded, applied, warmed, timings)
