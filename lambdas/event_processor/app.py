@@ -18,7 +18,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from taskcore.config import injected_failure
-from taskcore.model import TASK_ID_PATTERN
+from taskcore.dynamo import from_item
+from taskcore.model import TASK_ID_PATTERN, WORKFLOW_FIELDS
 
 logger = Logger(service="event-processor")
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -26,6 +27,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 _BOTO = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
 STATE_MACHINE_ARN = os.environ.get("STATE_MACHINE_ARN", "")
 QUEUE_URL = os.environ.get("QUEUE_URL", "")
+TABLE = os.environ.get("TABLE_NAME", "")
 RETRY_BASE_SECONDS = int(os.environ.get("RETRY_BASE_SECONDS", "2"))
 RETRY_MAX_SECONDS = int(os.environ.get("RETRY_MAX_SECONDS", "60"))
 
@@ -42,6 +44,7 @@ class InjectedFailure(Exception):
 class TaskEvent:
     task_id: str
     event_type: str
+    task: dict | None  # the task as created; absent in events sent by hand
 
     @classmethod
     def from_record(cls, record: SQSRecord) -> TaskEvent:
@@ -52,19 +55,36 @@ class TaskEvent:
         task_id = body.get("taskID") if isinstance(body, dict) else None
         if not isinstance(task_id, str) or not TASK_ID_PATTERN.fullmatch(task_id):
             raise PoisonEvent("body has no valid taskID")
-        return cls(task_id, str(body.get("type", "TaskCreated")))
+        task = body.get("task")
+        if not (isinstance(task, dict) and task.get("taskID") == task_id and isinstance(task.get("createdAt"), str)):
+            task = None
+        return cls(task_id, str(body.get("type", "TaskCreated")), task)
 
 
 class Clients:
     sfn = None
     sqs = None
+    ddb = None
 
     @classmethod
     def ensure(cls):
         if cls.sfn is None:
             cls.sfn = boto3.client("stepfunctions", config=_BOTO)
             cls.sqs = boto3.client("sqs", config=_BOTO)
+            cls.ddb = boto3.client("dynamodb", config=_BOTO)
         return cls
+
+
+def load_task(ddb, table: str, task_id: str) -> dict:
+    """The task for an event that did not carry it (e.g. one sent by hand)."""
+    got = ddb.get_item(TableName=table, Key={"taskID": {"S": task_id}}, ConsistentRead=True)
+    if "Item" not in got:
+        raise PoisonEvent(f"no task {task_id} in {table}")
+    return workflow_view(from_item(got["Item"]))
+
+
+def workflow_view(task: dict) -> dict:
+    return {k: task[k] for k in WORKFLOW_FIELDS if k in task}
 
 
 def execution_name(task_id: str) -> str:
@@ -72,11 +92,11 @@ def execution_name(task_id: str) -> str:
     return task_id
 
 
-def start_workflow(sfn, state_machine_arn: str, event: TaskEvent) -> str:
+def start_workflow(sfn, state_machine_arn: str, event: TaskEvent, task: dict) -> str:
     """Returns 'started' or 'duplicate'; raises on anything transient."""
     try:
         sfn.start_execution(stateMachineArn=state_machine_arn, name=execution_name(event.task_id),
-                            input=json.dumps({"taskID": event.task_id}))
+                            input=json.dumps({"taskID": event.task_id, "task": task}))
         return "started"
     except ClientError as err:
         if err.response["Error"]["Code"] == "ExecutionAlreadyExists":
@@ -94,7 +114,8 @@ def record_handler(record: SQSRecord) -> None:
         event = TaskEvent.from_record(record)
         if injected_failure("processor", event.task_id):
             raise InjectedFailure(f"failure injected in the processor for {event.task_id}")
-        outcome = start_workflow(clients.sfn, STATE_MACHINE_ARN, event)
+        task = event.task or load_task(clients.ddb, TABLE, event.task_id)
+        outcome = start_workflow(clients.sfn, STATE_MACHINE_ARN, event, task)
         logger.info("workflow " + outcome, extra={"taskID": event.task_id, "messageId": record.message_id})
     except Exception as err:
         receives = int(record.attributes.approximate_receive_count or 1)

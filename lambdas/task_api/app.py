@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 
 import boto3
 from aws_lambda_powertools import Logger
@@ -19,6 +20,7 @@ from taskcore.dynamo import from_item, to_item, to_value
 from taskcore.model import (
     MAX_BODY_BYTES,
     TASK_ID_PATTERN,
+    WORKFLOW_FIELDS,
     Status,
     TaskInput,
     ValidationError,
@@ -91,7 +93,8 @@ class TaskService:
         try:
             sent = self.sqs.send_message(
                 QueueUrl=self.queue_url,
-                MessageBody=json.dumps({"type": "TaskCreated", "version": 1, "taskID": task_id}),
+                MessageBody=json.dumps({"type": "TaskCreated", "version": 1, "taskID": task_id,
+                                        "task": {k: item[k] for k in WORKFLOW_FIELDS if k in item}}),
                 MessageAttributes={
                     "taskID": {"DataType": "String", "StringValue": task_id},
                     "eventType": {"DataType": "String", "StringValue": "TaskCreated"},
@@ -140,13 +143,19 @@ class TaskService:
         kwargs: dict = {"TableName": self.table, "Limit": limit}
         if next_token:
             kwargs["ExclusiveStartKey"] = decode_token(next_token)
-        if status:
-            kwargs.update(IndexName=self.status_index, KeyConditionExpression="#s = :s",
-                          ExpressionAttributeNames={"#s": "status"},
-                          ExpressionAttributeValues={":s": {"S": status}}, ScanIndexForward=False)
-            page = self.ddb.query(**kwargs)
-        else:
-            page = self.ddb.scan(**kwargs)
+        try:
+            if status:
+                kwargs.update(IndexName=self.status_index, KeyConditionExpression="#s = :s",
+                              ExpressionAttributeNames={"#s": "status"},
+                              ExpressionAttributeValues={":s": {"S": status}}, ScanIndexForward=False)
+                page = self.ddb.query(**kwargs)
+            else:
+                page = self.ddb.scan(**kwargs)
+        except ClientError as err:
+            # A token from another listing (say, a scan token used with ?status=) fails key validation.
+            if next_token and err.response["Error"]["Code"] == "ValidationException":
+                raise ApiError(400, "INVALID_TOKEN", "'nextToken' does not belong to this listing") from None
+            raise
         out = {"items": [public_view(from_item(i)) for i in page.get("Items", [])]}
         if page.get("LastEvaluatedKey"):
             out["nextToken"] = encode_token(page["LastEvaluatedKey"])
@@ -157,14 +166,19 @@ def encode_token(key: dict) -> str:
     return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
 
 
+KEY_ATTRIBUTES = frozenset({"taskID", "status", "createdAt"})
+
+
 def decode_token(token: str) -> dict:
+    """A LastEvaluatedKey we encoded: only key attributes, each a plain string value."""
     try:
         key = json.loads(base64.urlsafe_b64decode(token.encode()))
-        if isinstance(key, dict) and "taskID" in key:
-            return key
     except ValueError:
-        pass
-    raise ApiError(400, "INVALID_TOKEN", "'nextToken' is not a token this API returned")
+        key = None
+    if not (isinstance(key, dict) and "taskID" in key and set(key) <= KEY_ATTRIBUTES
+            and all(isinstance(v, dict) and list(v) == ["S"] and isinstance(v["S"], str) for v in key.values())):
+        raise ApiError(400, "INVALID_TOKEN", "'nextToken' is not a token this API returned")
+    return key
 
 
 _service: TaskService | None = None
@@ -206,7 +220,7 @@ def read_json_body() -> object:
 def create_task():
     task = TaskInput.parse(read_json_body())
     status, item = service().create(task)
-    return json_response(status, public_view(item), headers={"Location": f"/tasks/{item['taskID']}"})
+    return json_response(status, public_view(item), headers={"Location": f"tasks/{item['taskID']}"})
 
 
 @app.get("/tasks/<task_id>")
@@ -278,4 +292,12 @@ def handler(event: dict, context) -> dict:
         service()
         logger.info("warm")
         return {"warm": True}
-    return app.resolve(with_stage_in_path(event), context)
+    started = time.perf_counter()
+    response = app.resolve(with_stage_in_path(event), context)
+    # One access line per request: what operators grep for, and the emulator
+    # returns as soon as a line arrives instead of waiting out its log window.
+    logger.info("request", extra={
+        "route": event.get("routeKey"), "status": response.get("statusCode"),
+        "ms": round((time.perf_counter() - started) * 1000, 1),
+        "taskID": (event.get("pathParameters") or {}).get("taskID")})
+    return response

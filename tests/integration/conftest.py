@@ -30,8 +30,6 @@ FAILURE_RULES = [
 ]
 # Test-speed knobs, passed as the template's own parameters.
 STACK_PARAMS = {"RetryBaseSeconds": "1", "LogRetentionDays": "1"}
-# Retry waits of the workflow scaled down on the embedded engine (same definition).
-EMULATOR_ENV = {"SFN_WAIT_SCALE": "0.1"}
 
 
 def free_port() -> int:
@@ -63,7 +61,7 @@ def engine_target(tmp_path_factory) -> Iterator[tuple[Target, emulator.EmulatorP
     proc = None
     try:
         if not external:
-            _, proc = emulator.start(target, extra_env=EMULATOR_ENV)
+            _, proc = emulator.start(target)
             assert proc is not None, f"something already answers on {endpoint}"
         yield target, proc
     finally:

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import json
 import re
@@ -25,6 +24,7 @@ from typing import Any
 import boto3
 import pytest
 from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS
 from moto import mock_aws
 
 from tmctl.core.deploy import load_template
@@ -233,10 +233,9 @@ class Stack:
         return self.sfn.list_executions(stateMachineArn=self.state_machine_arn)["executions"]
 
 
-def deploy_stack(template: dict) -> Stack:
+def deploy_stack(template: dict, clients: dict[str, Any]) -> Stack:
     """Create the template's data-plane resources in moto, in dependency order."""
-    stack = Stack(CfnResolver(template), *(boto3.client(s, region_name=REGION)
-                                            for s in ("dynamodb", "sqs", "ssm", "stepfunctions")))
+    stack = Stack(CfnResolver(template), *(clients[s] for s in ("dynamodb", "sqs", "ssm", "stepfunctions")))
     stack.table = stack.create_table()
     stack.dlq_url = stack.create_queue("DeadLetterQueue")
     stack.queue_url = stack.create_queue("TaskQueue")
@@ -247,10 +246,24 @@ def deploy_stack(template: dict) -> Stack:
     return stack
 
 
+@pytest.fixture(scope="session")
+def aws_clients() -> dict[str, Any]:
+    """Built once: creating botocore clients costs more than a moto test. moto
+    intercepts every client created after it is imported, whenever a mock is
+    active, and keeps no state in them."""
+    return {name: boto3.client(name, region_name=REGION, aws_access_key_id="testing",
+                               aws_secret_access_key="testing")
+            for name in ("dynamodb", "sqs", "ssm", "stepfunctions")}
+
+
 @pytest.fixture
-def stack(template) -> Stack:
+def stack(template, aws_clients, monkeypatch) -> Stack:
     with mock_aws():
-        yield deploy_stack(template)
+        # get_parameter() builds its provider on a brand-new boto3 Session
+        # (~0.4 s of model loading per test); seed the registry it reads with a
+        # fresh provider (so an empty cache) on the shared client instead.
+        monkeypatch.setitem(DEFAULT_PROVIDERS, "ssm", parameters.SSMProvider(boto3_client=aws_clients["ssm"]))
+        yield deploy_stack(template, aws_clients)
 
 
 # ------------------------------------------------------------------ handlers
@@ -304,16 +317,15 @@ def task_api(stack, monkeypatch) -> ModuleType:
 def event_processor(stack, monkeypatch) -> ModuleType:
     _set_function_env(stack, "EventProcessorFunction", monkeypatch)
     module = load_handler("event_processor", monkeypatch)
-    module.Clients.sfn, module.Clients.sqs = stack.sfn, stack.sqs
+    module.Clients.sfn, module.Clients.sqs, module.Clients.ddb = stack.sfn, stack.sqs, stack.ddb
     return module
 
 
 @pytest.fixture
 def workflow_steps(stack, monkeypatch) -> ModuleType:
     _set_function_env(stack, "WorkflowStepsFunction", monkeypatch)
-    module = load_handler("workflow_steps", monkeypatch)
-    module._runner = module.StepRunner(stack.ddb, module.TABLE)
-    return module
+    # Pure steps: no clients to replace; the SSM switch is the only AWS call.
+    return load_handler("workflow_steps", monkeypatch)
 
 
 # ------------------------------------------------------------------ events
@@ -324,6 +336,6 @@ def load_event():
     """Returns a loader: a fresh copy of tests/events/<name>.json each call (tests mutate them)."""
 
     def load(name: str) -> dict:
-        return copy.deepcopy(json.loads((EVENTS_DIR / f"{name}.json").read_text()))
+        return json.loads((EVENTS_DIR / f"{name}.json").read_text())
 
     return load

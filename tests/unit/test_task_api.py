@@ -10,6 +10,7 @@ import urllib.parse
 
 import pytest
 from botocore.exceptions import EndpointConnectionError
+from taskcore.model import WORKFLOW_FIELDS
 
 pytestmark = pytest.mark.unit
 
@@ -93,7 +94,7 @@ def test_post_sample_event_stores_queues_and_publishes(call, load_event, stack):
     assert body["title"] == "task-173" and body["priority"] == "MEDIUM"
     assert "requestHash" not in body
     assert headers["Content-Type"] == "application/json"
-    assert headers["Location"] == "/tasks/task-173"
+    assert headers["Location"] == "tasks/task-173"  # relative: right under any stage prefix
 
     item = stack.get_item("task-173")
     assert item["status"] == "QUEUED" and "error" not in item
@@ -103,6 +104,8 @@ def test_post_sample_event_stores_queues_and_publishes(call, load_event, stack):
     message = messages[0]
     assert {k: message[k] for k in ("type", "version", "taskID")} == {
         "type": "TaskCreated", "version": 1, "taskID": "task-173"}
+    # the event carries what the workflow needs, so the processor need not read the table
+    assert message["task"] == {k: item[k] for k in WORKFLOW_FIELDS if k in item}
     assert message["_attrs"]["taskID"]["StringValue"] == "task-173"
 
     # The history links the task to the exact SQS message that carries it
@@ -240,6 +243,15 @@ def test_unreachable_queue_endpoint_is_also_publish_failed(task_api, call, load_
 # ------------------------------------------------------------------ GET /tasks/{taskID}
 
 
+def test_location_header_resolves_to_the_task_on_a_named_stage(call, load_event):
+    event = load_event("http_api_v2_post_task")
+    request_url = "https://" + event["requestContext"]["domainName"] + event["rawPath"]
+
+    _, _, headers = call(event)
+
+    assert urllib.parse.urljoin(request_url, headers["Location"]).endswith("/dev/tasks/task-173")
+
+
 def test_get_existing_task_hides_the_request_hash(call, load_event, stack):
     call(load_event("http_api_v2_post_task"))
     assert "requestHash" in stack.get_item("task-173")  # stored, so hiding it is the view's doing
@@ -331,6 +343,14 @@ def test_list_without_filter_scans_every_task_across_pages(call, post_event, lis
     assert pages >= 2
 
 
+def test_forged_token_with_plain_values_is_400_not_a_crash(call, list_event):
+    forged = base64.urlsafe_b64encode(json.dumps({"taskID": "t-a"}).encode()).decode()
+
+    status, body, _ = call(list_event(nextToken=forged))
+
+    assert (status, body["error"]) == (400, "INVALID_TOKEN")
+
+
 def test_list_with_no_query_uses_defaults(call, post_event, list_event):
     create_tasks(call, post_event, "t-a")
 
@@ -417,5 +437,5 @@ def test_warmup_event_answers_without_routing(task_api, lambda_context):
 
 def test_handler_module_reads_its_environment_from_the_template(task_api, stack):
     # The template's env vars flowed into the module: no drift in names
-    assert (task_api.TABLE, task_api.QUEUE_URL, task_api.STATUS_INDEX) == (stack.table, stack.queue_url, "byStatus")
+    assert (stack.table, stack.queue_url, "byStatus") == (task_api.TABLE, task_api.QUEUE_URL, task_api.STATUS_INDEX)
     assert task_api.STATUS_INDEX in {g["IndexName"] for g in stack.cfn.props("TasksTable")["GlobalSecondaryIndexes"]}

@@ -3,6 +3,7 @@ MiniStack as a background process (pid + log in the state dir), stop it by pid."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -165,10 +166,8 @@ def _signal_group(pid: int, sig: int) -> None:
     try:
         os.killpg(pid, sig)  # started with start_new_session: pgid == pid
     except (ProcessLookupError, PermissionError):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 def require_engine(target: Target) -> Engine:

@@ -4,6 +4,7 @@ defaults. Dummy credentials only ever for an emulator."""
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,9 @@ DEFAULT_LOCAL_ENDPOINT = "http://localhost:4566"
 DEFAULT_REGION = "us-east-1"
 DEFAULT_STAGE = "dev"
 DEFAULT_APP = "taskmanager"
+# The template's own AllowedPattern for Stage and AppName: refused here, not mid-deploy.
+STAGE_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
+APP_PATTERN = re.compile(r"^[a-z][a-z0-9-]{1,20}$")
 EMULATOR_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
 
 
@@ -88,9 +92,11 @@ def resolve_target(*, local: bool | None = None, endpoint_url: str | None = None
         endpoint = None
     stage = stage or env.get(ENV_STAGE) or DEFAULT_STAGE
     app = app or env.get(ENV_APP) or DEFAULT_APP
-    for value, name in ((stage, "stage"), (app, "app")):
-        if not value.replace("-", "").isalnum() or not value[0].isalpha() or value != value.lower():
-            raise UsageError(f"{name} {value!r} is not valid", f"use lowercase letters, digits and '-' for --{name}")
+    for value, name, pattern in ((stage, "stage", STAGE_PATTERN), (app, "app", APP_PATTERN)):
+        if not pattern.fullmatch(value):
+            raise UsageError(f"{name} {value!r} is not valid",
+                             f"--{name} takes a lowercase letter, then lowercase letters, digits or '-' "
+                             f"({pattern.pattern})")
     region = region or next((env[k] for k in ENV_REGION if env.get(k)), None) or DEFAULT_REGION
     return Target(local=is_local, endpoint_url=endpoint, region=region,
                   profile=None if is_local else (profile or env.get(ENV_PROFILE)), stage=stage, app=app)
@@ -120,8 +126,11 @@ class Clients:
         if service not in self._cache:
             from botocore.config import Config
 
+            # On AWS, an AWS_ENDPOINT_URL left in the environment must not quietly
+            # send "AWS" calls to an emulator: only an emulator target has an endpoint.
             config = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3,
-                            read_timeout=60, max_pool_connections=32)
+                            read_timeout=60, max_pool_connections=32,
+                            ignore_configured_endpoint_urls=not self.target.local)
             self._cache[service] = self.session.client(service, endpoint_url=self.target.endpoint_url,
                                                        config=config)
         return self._cache[service]

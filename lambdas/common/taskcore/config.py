@@ -7,7 +7,10 @@ import fnmatch
 import json
 import os
 
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities import parameters
+
+logger = Logger(child=True)
 
 CONFIG_MAX_AGE = int(os.environ.get("CONFIG_CACHE_SECONDS", "5"))
 PRODUCTION_STAGES = frozenset({"prod", "production"})
@@ -20,7 +23,12 @@ def failure_rules() -> list[dict]:
     name = os.environ.get("FAILURE_INJECTION_PARAM")
     if not name or os.environ.get("STAGE", "").lower() in PRODUCTION_STAGES:
         return []
-    raw = parameters.get_parameter(name, max_age=CONFIG_MAX_AGE)
+    try:
+        raw = parameters.get_parameter(name, max_age=CONFIG_MAX_AGE)
+    except parameters.exceptions.GetParameterError:
+        # A missing or unreadable switch must not stop real work: no rules.
+        logger.warning("failure-injection parameter unreadable; injecting nothing", extra={"parameter": name})
+        return []
     try:
         rules = json.loads(raw or "[]")
     except ValueError:

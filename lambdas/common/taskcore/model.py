@@ -138,9 +138,12 @@ class TaskInput:
         return item
 
 
+# What the workflow needs of a task; travels in the event and the execution input.
+WORKFLOW_FIELDS = ("taskID", "title", "description", "priority", "dueDate", "createdAt")
+
 PUBLIC_FIELDS = (
     "taskID", "title", "description", "priority", "dueDate", "status", "createdAt", "updatedAt",
-    "history", "error", "priorityScore", "slaDeadline", "result",
+    "history", "error", "priorityScore", "slaDeadline", "result", "completedAt",
 )
 
 

@@ -1,0 +1,221 @@
+"""Static checks of cloudformation/: what AWS would accept, and the rules this
+project depends on (least privilege, SQS/Lambda timing, partial batch
+failures, bounded concurrency and logs, a well-formed state machine)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from cfnlint.api import lint_file
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_PATH = ROOT / "cloudformation" / "template.yaml"
+ASL_PATH = ROOT / "cloudformation" / "statemachine.asl.json"
+
+
+def resources(template: dict, rtype: str) -> dict[str, dict]:
+    return {name: res for name, res in template["Resources"].items() if res["Type"] == rtype}
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def policy_statements(template: dict) -> list[tuple[str, dict]]:
+    """(where, statement) for every IAM statement: inline role policies, trust
+    policies and standalone policies."""
+    out = []
+    for name, res in template["Resources"].items():
+        props = res.get("Properties", {})
+        docs = []
+        if res["Type"] == "AWS::IAM::Role":
+            docs.append(("trust", props["AssumeRolePolicyDocument"]))
+            docs += [(p["PolicyName"], p["PolicyDocument"]) for p in props.get("Policies", [])]
+        elif res["Type"] in {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"}:
+            docs.append(("policy", props["PolicyDocument"]))
+        for label, doc in docs:
+            out += [(f"{name}/{label}/{s.get('Sid', i)}", s) for i, s in enumerate(doc["Statement"])]
+    return out
+
+
+def sub_text(value) -> str:
+    """The literal text of a !Sub (or a plain string)."""
+    if isinstance(value, dict) and "Fn::Sub" in value:
+        sub = value["Fn::Sub"]
+        return sub if isinstance(sub, str) else sub[0]
+    assert isinstance(value, str), f"expected a string or !Sub, got {value!r}"
+    return value
+
+
+# ------------------------------------------------------------------ the template
+
+
+def test_cfn_lint_reports_no_errors_or_warnings():
+    matches = lint_file(TEMPLATE_PATH)
+
+    assert [str(m) for m in matches] == []
+
+
+def test_iam_statements_grant_no_wildcard_actions_or_resources(template):
+    statements = policy_statements(template)
+    assert len(statements) >= 10  # the walk found the policies (a typo would make this vacuous)
+
+    problems = []
+    for where, stmt in statements:
+        if "NotAction" in stmt or "NotResource" in stmt:
+            problems.append(f"{where}: NotAction/NotResource")
+        for action in as_list(stmt.get("Action", [])):
+            if action == "*" or action.endswith(":*"):
+                problems.append(f"{where}: action {action}")
+        for resource in as_list(stmt.get("Resource", [])):
+            if resource == "*" or (isinstance(resource, str) and resource.endswith(":*")):
+                problems.append(f"{where}: resource {resource}")
+    assert problems == []
+
+
+# What each role's code calls (handlers and the ASL's SDK integrations):
+# a missing grant only shows up as AccessDenied on AWS, never on an emulator.
+CALLS = {
+    "TaskApiRole": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Scan",
+                    "dynamodb:Query", "sqs:SendMessage"},
+    "EventProcessorRole": {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+                           "sqs:ChangeMessageVisibility", "states:StartExecution", "ssm:GetParameter",
+                           "dynamodb:GetItem"},
+    "WorkflowStepsRole": {"ssm:GetParameter"},
+    "StateMachineRole": {"lambda:InvokeFunction", "dynamodb:UpdateItem"},
+}
+
+
+@pytest.mark.parametrize("role", sorted(CALLS))
+def test_each_role_grants_what_its_code_calls(template, role):
+    granted = {a for p in template["Resources"][role]["Properties"]["Policies"]
+               for s in p["PolicyDocument"]["Statement"] if s["Effect"] == "Allow" for a in as_list(s["Action"])}
+
+    assert CALLS[role] <= granted
+
+
+def test_queue_visibility_is_at_least_six_times_the_processor_timeout(template):
+    # AWS's advice for an SQS event source: otherwise a slow batch is redelivered while still running.
+    visibility = template["Resources"]["TaskQueue"]["Properties"]["VisibilityTimeout"]
+    timeout = template["Resources"]["EventProcessorFunction"]["Properties"]["Timeout"]
+    window = template["Resources"]["EventProcessorMapping"]["Properties"].get("MaximumBatchingWindowInSeconds", 0)
+
+    assert visibility >= 6 * timeout + window
+
+
+def test_task_queue_redrives_to_the_dead_letter_queue(template):
+    redrive = template["Resources"]["TaskQueue"]["Properties"]["RedrivePolicy"]
+    max_receive = template["Parameters"]["MaxReceiveCount"]
+
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": "DeadLetterQueue.Arn"}
+    assert redrive["maxReceiveCount"] == {"Ref": "MaxReceiveCount"}
+    assert max_receive["Default"] >= 1 and max_receive["MinValue"] >= 1
+    # the DLQ keeps messages longer than the source queue, so none expire before inspection
+    assert (template["Resources"]["DeadLetterQueue"]["Properties"]["MessageRetentionPeriod"]
+            > template["Resources"]["TaskQueue"]["Properties"]["MessageRetentionPeriod"])
+
+
+def test_event_source_mapping_reports_batch_item_failures(template):
+    mappings = resources(template, "AWS::Lambda::EventSourceMapping")
+    assert set(mappings) == {"EventProcessorMapping"}
+    props = mappings["EventProcessorMapping"]["Properties"]
+
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["EventSourceArn"] == {"Fn::GetAtt": "TaskQueue.Arn"}
+    assert props["FunctionName"] == {"Ref": "EventProcessorFunction"}
+    # the poller's concurrency never exceeds what the function may run
+    reserved = template["Resources"]["EventProcessorFunction"]["Properties"]["ReservedConcurrentExecutions"]
+    assert props["ScalingConfig"]["MaximumConcurrency"] <= reserved
+
+
+def test_every_function_has_reserved_concurrency_and_its_own_log_group_with_retention(template):
+    functions = resources(template, "AWS::Lambda::Function")
+    log_groups = resources(template, "AWS::Logs::LogGroup")
+    assert len(functions) == 3
+
+    by_name = {sub_text(g["Properties"]["LogGroupName"]): (name, g) for name, g in log_groups.items()}
+    for name, fn in functions.items():
+        props = fn["Properties"]
+        assert "ReservedConcurrentExecutions" in props, name
+        # Lambda writes to /aws/lambda/<FunctionName>; a group under any other name is never used
+        group_name = "/aws/lambda/" + sub_text(props["FunctionName"])
+        assert group_name in by_name, f"{name} has no log group {group_name}"
+        group_logical, group = by_name[group_name]
+        assert "RetentionInDays" in group["Properties"], group_logical
+        # created before the function, or Lambda creates it first without retention
+        assert group_logical in as_list(fn.get("DependsOn", [])), name
+
+
+# ------------------------------------------------------------------ the state machine
+
+
+def asl_targets(state: dict) -> list[str]:
+    targets = [state[k] for k in ("Next", "Default") if k in state]
+    targets += [c["Next"] for c in state.get("Choices", [])]
+    targets += [c["Next"] for c in state.get("Catch", [])]
+    return targets
+
+
+def test_asl_is_valid_json_with_a_known_start(asl):
+    assert ASL_PATH.read_text().strip().startswith("{")
+    assert asl["StartAt"] in asl["States"]
+
+
+def test_asl_transitions_name_existing_states_and_all_states_are_reachable(asl):
+    states = asl["States"]
+    dangling = [(name, target) for name, s in states.items() for target in asl_targets(s) if target not in states]
+    assert dangling == []
+
+    reachable, todo = set(), [asl["StartAt"]]
+    while todo:
+        name = todo.pop()
+        if name not in reachable:
+            reachable.add(name)
+            todo += asl_targets(states[name])
+    assert reachable == set(states)
+
+
+def test_asl_states_that_do_not_end_say_where_to_go(asl):
+    for name, state in asl["States"].items():
+        if state["Type"] in {"Succeed", "Fail"}:
+            continue
+        if state["Type"] == "Choice":
+            assert "Default" in state, name
+        else:
+            assert ("Next" in state) != bool(state.get("End")), f"{name} needs exactly one of Next/End"
+
+
+def test_every_steps_lambda_task_retries_and_catches(asl):
+    lambda_tasks = {name: s for name, s in asl["States"].items()
+                    if s["Type"] == "Task" and s["Resource"] == "${StepsFunctionArn}"}
+    assert set(lambda_tasks) == {"Validate", "Enrich", "Process"}
+
+    for name, state in lambda_tasks.items():
+        assert state.get("Retry"), name
+        assert any("States.ALL" in c["ErrorEquals"] for c in state.get("Catch", [])), name
+        # Lambda's own throttles are retried, not turned into a failed task
+        assert any("Lambda.TooManyRequestsException" in r["ErrorEquals"] for r in state["Retry"]), name
+        assert state.get("TimeoutSeconds"), name
+
+
+def test_definition_substitutions_cover_every_asl_placeholder(template):
+    placeholders = set(re.findall(r"\$\{([^}]+)\}", ASL_PATH.read_text()))
+    substitutions = template["Resources"]["TaskWorkflow"]["Properties"]["DefinitionSubstitutions"]
+
+    assert placeholders, "the ASL has no placeholders: the check would be vacuous"
+    assert placeholders == set(substitutions)
+
+
+def test_template_and_packager_agree_on_the_definition_file(template):
+    # The state machine is loaded from the S3 key the packager fills with this file.
+    from tmctl.core.package import DEFINITION_FILE, DEFINITION_PARAMETER
+
+    location = template["Resources"]["TaskWorkflow"]["Properties"]["DefinitionS3Location"]
+    assert location["Key"] == {"Ref": DEFINITION_PARAMETER}
+    assert ROOT / DEFINITION_FILE == ASL_PATH
+    json.loads((ROOT / DEFINITION_FILE).read_text())
