@@ -15,16 +15,15 @@ import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from botocore.config import Config
 from botocore.exceptions import ClientError
+from taskcore.aws import BOTO_CONFIG
 from taskcore.config import injected_failure
 from taskcore.dynamo import from_item
-from taskcore.model import TASK_ID_PATTERN, WORKFLOW_FIELDS
+from taskcore.model import TASK_ID_PATTERN, execution_name, workflow_view
 
 logger = Logger(service="event-processor")
 processor = BatchProcessor(event_type=EventType.SQS)
 
-_BOTO = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
 STATE_MACHINE_ARN = os.environ.get("STATE_MACHINE_ARN", "")
 QUEUE_URL = os.environ.get("QUEUE_URL", "")
 TABLE = os.environ.get("TABLE_NAME", "")
@@ -52,7 +51,9 @@ class TaskEvent:
             body = json.loads(record.body)
         except ValueError:
             raise PoisonEvent("body is not JSON") from None
-        task_id = body.get("taskID") if isinstance(body, dict) else None
+        if not isinstance(body, dict) or (body.get("type"), body.get("version")) != ("TaskCreated", 1):
+            raise PoisonEvent("not a TaskCreated v1 event")
+        task_id = body.get("taskID")
         if not isinstance(task_id, str) or not TASK_ID_PATTERN.fullmatch(task_id):
             raise PoisonEvent("body has no valid taskID")
         task = body.get("task")
@@ -69,9 +70,9 @@ class Clients:
     @classmethod
     def ensure(cls):
         if cls.sfn is None:
-            cls.sfn = boto3.client("stepfunctions", config=_BOTO)
-            cls.sqs = boto3.client("sqs", config=_BOTO)
-            cls.ddb = boto3.client("dynamodb", config=_BOTO)
+            cls.sfn = boto3.client("stepfunctions", config=BOTO_CONFIG)
+            cls.sqs = boto3.client("sqs", config=BOTO_CONFIG)
+            cls.ddb = boto3.client("dynamodb", config=BOTO_CONFIG)
         return cls
 
 
@@ -83,19 +84,10 @@ def load_task(ddb, table: str, task_id: str) -> dict:
     return workflow_view(from_item(got["Item"]))
 
 
-def workflow_view(task: dict) -> dict:
-    return {k: task[k] for k in WORKFLOW_FIELDS if k in task}
-
-
-def execution_name(task_id: str) -> str:
-    """One workflow per task: the name is the taskID (same alphabet, ≤ 80)."""
-    return task_id
-
-
 def start_workflow(sfn, state_machine_arn: str, event: TaskEvent, task: dict) -> str:
     """Returns 'started' or 'duplicate'; raises on anything transient."""
     try:
-        sfn.start_execution(stateMachineArn=state_machine_arn, name=execution_name(event.task_id),
+        sfn.start_execution(stateMachineArn=state_machine_arn, name=execution_name(event.task_id, task["createdAt"]),
                             input=json.dumps({"taskID": event.task_id, "task": task}))
         return "started"
     except ClientError as err:

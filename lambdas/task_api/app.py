@@ -14,24 +14,23 @@ import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from taskcore.aws import BOTO_CONFIG, THROTTLING_CODES
 from taskcore.dynamo import from_item, to_item, to_value
 from taskcore.model import (
     MAX_BODY_BYTES,
     TASK_ID_PATTERN,
-    WORKFLOW_FIELDS,
     Status,
     TaskInput,
     ValidationError,
     now_iso,
     public_view,
+    workflow_view,
 )
 
 logger = Logger(service="task-api")
 app = APIGatewayHttpResolver()
 
-_BOTO = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
 TABLE = os.environ.get("TABLE_NAME", "")
 QUEUE_URL = os.environ.get("QUEUE_URL", "")
 STATUS_INDEX = os.environ.get("STATUS_INDEX", "byStatus")
@@ -94,7 +93,7 @@ class TaskService:
             sent = self.sqs.send_message(
                 QueueUrl=self.queue_url,
                 MessageBody=json.dumps({"type": "TaskCreated", "version": 1, "taskID": task_id,
-                                        "task": {k: item[k] for k in WORKFLOW_FIELDS if k in item}}),
+                                        "task": workflow_view(item)}),
                 MessageAttributes={
                     "taskID": {"DataType": "String", "StringValue": task_id},
                     "eventType": {"DataType": "String", "StringValue": "TaskCreated"},
@@ -112,7 +111,7 @@ class TaskService:
                     ExpressionAttributeValues={":e": to_value(failure), ":at": {"S": failure["at"]},
                                                ":pending": {"S": Status.PENDING}},
                 )
-            except ClientError:
+            except (ClientError, BotoCoreError):
                 logger.exception("could not record the publish failure", extra={"taskID": task_id})
             raise ApiError(503, "PUBLISH_FAILED",
                            f"task '{task_id}' is stored but its event was not published; "
@@ -132,10 +131,18 @@ class TaskService:
             )
             item = from_item(got["Attributes"])
         except ClientError as err:
-            # The workflow already moved it forward (never backwards): that is success.
             if err.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
-            item = self.get(task_id) or item
+            # The workflow already moved it forward (never backwards): that is success,
+            # and the 'queued' entry (with its MessageId) still belongs on the history.
+            got = self.ddb.update_item(
+                TableName=self.table, Key={"taskID": {"S": task_id}},
+                UpdateExpression="SET #h = list_append(#h, :h)", ConditionExpression="attribute_exists(taskID)",
+                ExpressionAttributeNames={"#h": "history"},
+                ExpressionAttributeValues={
+                    ":h": to_value([{"step": "queued", "outcome": "ok", "at": at, "detail": sent["MessageId"]}])},
+                ReturnValues="ALL_NEW")
+            item = from_item(got["Attributes"])
         logger.info("task accepted", extra={"taskID": task_id, "status": item["status"]})
         return 202, item
 
@@ -188,7 +195,7 @@ def service() -> TaskService:
     """Built on first use (and replaceable in tests); reused while warm."""
     global _service
     if _service is None:
-        _service = TaskService(boto3.client("dynamodb", config=_BOTO), boto3.client("sqs", config=_BOTO),
+        _service = TaskService(boto3.client("dynamodb", config=BOTO_CONFIG), boto3.client("sqs", config=BOTO_CONFIG),
                                TABLE, QUEUE_URL, STATUS_INDEX)
     return _service
 
@@ -273,7 +280,14 @@ def on_aws_error(err: ClientError):
     # A 5xx only when AWS itself fails; the role's gaps surface here too.
     logger.exception("AWS call failed")
     code = err.response.get("Error", {}).get("Code", "AWSError")
-    return error_response(503 if "Throttl" in code else 500, "BACKEND_ERROR", f"an AWS call failed ({code})")
+    return error_response(503 if code in THROTTLING_CODES else 500, "BACKEND_ERROR", f"an AWS call failed ({code})")
+
+
+@app.exception_handler(BotoCoreError)
+def on_aws_unreachable(err: BotoCoreError):
+    # Timeouts and connection errors: transient, so the client should retry.
+    logger.exception("AWS call did not complete")
+    return error_response(503, "BACKEND_ERROR", f"an AWS call did not complete ({type(err).__name__}); retry")
 
 
 def with_stage_in_path(event: dict) -> dict:

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from tests.integration.conftest import wait_for
 from tmctl.cli.app import app
-from tmctl.core.verify import execution_arn
+from tmctl.core.verify import execution_arn, execution_name_of
 
 pytestmark = pytest.mark.integration
 
@@ -26,10 +26,18 @@ def final_task(env, task_id: str, timeout: float = 30.0) -> dict:
                     timeout=timeout)
 
 
-def executions_named(env, name: str) -> list[dict]:
+def executions_of(env, task_id: str) -> list[dict]:
+    """Every execution started for this task (names are the taskID plus a creation stamp)."""
     pages = env.clients.stepfunctions.get_paginator("list_executions").paginate(
         stateMachineArn=env.stack.state_machine_arn)
-    return [e for p in pages for e in p["executions"] if e["name"] == name]
+    return [e for p in pages for e in p["executions"] if e["name"].rsplit("-", 1)[0] == task_id]
+
+
+def describe_execution(env, task: dict) -> dict:
+    name = execution_name_of(task)
+    assert name and name.startswith(task["taskID"] + "-"), task.get("history")
+    return env.clients.stepfunctions.describe_execution(
+        executionArn=execution_arn(env.stack.state_machine_arn, name))
 
 
 def step_invocations(env, execution_arn_: str) -> int:
@@ -57,12 +65,9 @@ def test_happy_path_reaches_completed_with_every_step_recorded(env):
     assert steps == ["created", "queued", "started", "validate", "enrich", "process"]
     assert all(h["outcome"] == "ok" for h in task["history"]) and task["completedAt"]
     assert task["priorityScore"] == 90 and task["result"]["tags"] == ["release"]
-    # Timestamps never go backwards along the history.
-    stamps = [h["at"] for h in task["history"]]
-    assert stamps == sorted(stamps)
-    ex = env.clients.stepfunctions.describe_execution(
-        executionArn=execution_arn(env.stack.state_machine_arn, task_id))
+    ex = describe_execution(env, task)
     assert ex["status"] == "SUCCEEDED"
+    assert executions_of(env, task_id) == [e for e in executions_of(env, task_id) if e["status"] == "SUCCEEDED"]
 
 
 def test_duplicate_sqs_delivery_starts_one_workflow(env):
@@ -70,14 +75,17 @@ def test_duplicate_sqs_delivery_starts_one_workflow(env):
     assert env.api.create({"taskID": task_id}).status == 202
     assert final_task(env, task_id)["status"] == "COMPLETED"
     # WHEN the same event is delivered again (as SQS at-least-once may do)
+    # (the hand-sent copy carries no task: the processor reads it from the table)
     body = json.dumps({"type": "TaskCreated", "version": 1, "taskID": task_id})
     for _ in range(2):
         env.clients.sqs.send_message(QueueUrl=env.stack.queue_url, MessageBody=body)
     # THEN the queue drains, nothing goes to the DLQ, and there is still exactly one execution
-    wait_for(lambda: env.clients.sqs.get_queue_attributes(
+    attrs = wait_for(lambda: env.clients.sqs.get_queue_attributes(
         QueueUrl=env.stack.queue_url, AttributeNames=["All"])["Attributes"],
         lambda a: a["ApproximateNumberOfMessages"] == "0" and a["ApproximateNumberOfMessagesNotVisible"] == "0")
-    assert len(executions_named(env, task_id)) == 1
+    assert (attrs["ApproximateNumberOfMessages"], attrs["ApproximateNumberOfMessagesNotVisible"]) == ("0", "0")
+    assert [m for m in dlq_messages(env) if json.loads(m["Body"]).get("taskID") == task_id] == []
+    assert len(executions_of(env, task_id)) == 1
     assert env.api.get(task_id).body["status"] == "COMPLETED"
 
 
@@ -100,9 +108,9 @@ def test_processor_failure_lands_in_the_dlq_after_max_receives(env):
     assert int(mine[0]["Attributes"]["ApproximateReceiveCount"]) >= max_receives
     assert mine[0]["MessageAttributes"]["taskID"]["StringValue"] == task_id
     # No workflow ever started, and the task says where it stopped.
-    assert executions_named(env, task_id) == []
+    assert executions_of(env, task_id) == []
     assert env.api.get(task_id).body["status"] == "QUEUED"
-    # Leave the DLQ empty for the other tests.
+    # Leave the DLQ empty for the other tests (verify checks it).
     env.clients.sqs.delete_message(QueueUrl=env.stack.dlq_url, ReceiptHandle=mine[0]["ReceiptHandle"])
 
 
@@ -114,8 +122,7 @@ def test_step_failure_is_retried_then_caught_and_recorded(env):
     assert "failure injected at step 'process'" in task["error"]["message"]
     assert [h["step"] for h in task["history"]][-1] == "failed"
     assert "process" not in [h["step"] for h in task["history"]], "the failed step recorded success"
-    ex = env.clients.stepfunctions.describe_execution(
-        executionArn=execution_arn(env.stack.state_machine_arn, task_id))
+    ex = describe_execution(env, task)
     assert ex["status"] == "FAILED"
     # Retried before it was caught: validate, enrich, then process three times (2 retries).
     assert step_invocations(env, ex["executionArn"]) == 3 + 2
@@ -130,8 +137,7 @@ def test_business_rule_failure_fails_without_retries(env):
     assert "validate" in task["error"]["message"] and "2001-01-01" in task["error"]["message"]
     # The rejecting step's own entry is on the history, and nothing ran after it.
     assert [(h["step"], h["outcome"]) for h in task["history"]][-1] == ("validate", "failed")
-    ex = env.clients.stepfunctions.describe_execution(
-        executionArn=execution_arn(env.stack.state_machine_arn, task_id))
+    ex = describe_execution(env, task)
     assert step_invocations(env, ex["executionArn"]) == 1
 
 

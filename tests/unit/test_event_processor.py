@@ -12,12 +12,13 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
-from taskcore.model import WORKFLOW_FIELDS, TaskInput
+from taskcore.model import WORKFLOW_FIELDS, TaskInput, execution_name, workflow_view
 
 pytestmark = pytest.mark.unit
 
 STATE_MACHINE_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:taskmanager-dev-workflow"
 CREATED = "2025-03-10T15:42:24.301Z"
+RECREATED = "2025-03-11T08:00:00.000Z"  # the same taskID, after its stage was recreated
 
 
 @pytest.fixture
@@ -41,11 +42,18 @@ def workflow_task(task_id: str, **fields) -> dict:
     return {k: item[k] for k in WORKFLOW_FIELDS if k in item}
 
 
-def task_body(task_id: str, *, with_task: bool = True) -> str:
+def task_body(task_id: str, *, with_task: bool = True, **overrides) -> str:
+    """A TaskCreated v1 body; overrides replace (or, set to None, drop) its top-level keys."""
     body = {"type": "TaskCreated", "version": 1, "taskID": task_id}
     if with_task:
         body["task"] = workflow_task(task_id)
-    return json.dumps(body)
+    body.update(overrides)
+    return json.dumps({k: v for k, v in body.items() if v is not None})
+
+
+def run_name(task: dict) -> str:
+    """The execution name the processor must use for a task (taskID + its createdAt)."""
+    return execution_name(task["taskID"], task["createdAt"])
 
 
 def started(stack) -> dict[str, dict]:
@@ -56,6 +64,10 @@ def started(stack) -> dict[str, dict]:
 
 def sample_task(load_event, index: int) -> dict:
     return json.loads(load_event("sqs_task_created_batch")["Records"][index]["body"])["task"]
+
+
+def sample_name(load_event, index: int) -> str:
+    return run_name(sample_task(load_event, index))
 
 
 @pytest.fixture
@@ -74,12 +86,13 @@ def test_valid_batch_starts_one_execution_per_task(event_processor, lambda_conte
     # WHEN the processor handles it
     result = event_processor.handler(event, lambda_context)
 
-    # THEN both workflows start, named by taskID (one per task), with the task
-    # as their input (no table read needed), and nothing is retried
+    # THEN both workflows start, named by taskID + createdAt (one per task), with
+    # the task as their input (no table read needed), and nothing is retried
     assert result == {"batchItemFailures": []}
+    first, second = sample_task(load_event, 0), sample_task(load_event, 1)
     assert started(stack) == {
-        "task-173": {"taskID": "task-173", "task": sample_task(load_event, 0)},
-        "task-174": {"taskID": "task-174", "task": sample_task(load_event, 1)},
+        execution_name("task-173", first["createdAt"]): {"taskID": "task-173", "task": first},
+        execution_name("task-174", second["createdAt"]): {"taskID": "task-174", "task": second},
     }
     assert stack.ddb.scan(TableName=stack.table)["Count"] == 0
 
@@ -88,27 +101,50 @@ def test_hand_sent_event_without_the_task_loads_it_from_the_table(event_processo
     # GIVEN an event sent by hand (no "task"), and one whose "task" is for another ID
     stored = TaskInput.parse({"taskID": "task-173", "title": "Stored title", "priority": "HIGH"}).new_item(CREATED)
     stack.put_item({**stored, "status": "QUEUED"})
-    stack.put_item({**TaskInput.parse({"taskID": "task-174"}).new_item(CREATED), "status": "QUEUED"})
-    mismatched = json.dumps({"type": "TaskCreated", "taskID": "task-174", "task": workflow_task("task-999")})
+    other = TaskInput.parse({"taskID": "task-174", "title": "Stored 174"}).new_item(RECREATED)
+    stack.put_item({**other, "status": "QUEUED"})
+    mismatched = task_body("task-174", task=workflow_task("task-999"))
 
     # WHEN handled
     result = event_processor.handler(batch(task_body("task-173", with_task=False), mismatched), lambda_context)
 
     # THEN the workflow input is the stored task, cut to what the workflow needs
-    # (no status, history or requestHash); the mismatched copy is ignored
+    # (no status, history or requestHash), and the execution is named from the
+    # stored createdAt; the mismatched copy is ignored
     assert result == {"batchItemFailures": []}
-    inputs = started(stack)
-    assert inputs["task-173"] == {"taskID": "task-173", "task": {k: stored[k] for k in WORKFLOW_FIELDS if k in stored}}
-    assert inputs["task-174"]["task"]["taskID"] == "task-174"
+    assert started(stack) == {
+        execution_name("task-173", CREATED): {
+            "taskID": "task-173", "task": {k: stored[k] for k in WORKFLOW_FIELDS if k in stored}},
+        execution_name("task-174", RECREATED): {"taskID": "task-174", "task": workflow_view(other)},
+    }
 
 
-def test_hand_sent_event_for_an_unknown_task_fails_alone(event_processor, lambda_context, batch, stack):
+def test_hand_sent_event_whose_task_has_no_created_at_loads_it_from_the_table(
+        event_processor, lambda_context, batch, stack, load_event):
+    # GIVEN a hand-sent event whose embedded task lacks createdAt (so no execution
+    # name can be derived from it), and the stored task it refers to
+    stored = TaskInput.parse({"taskID": "task-173", "title": "Stored title"}).new_item(RECREATED)
+    stack.put_item({**stored, "status": "QUEUED"})
+    partial = {k: v for k, v in workflow_task("task-173", title="Hand-written").items() if k != "createdAt"}
+
+    # WHEN handled
+    result = event_processor.handler(batch(task_body("task-173", task=partial)), lambda_context)
+
+    # THEN the embedded copy is ignored: the stored task is the input and names the execution
+    assert result == {"batchItemFailures": []}
+    assert started(stack) == {
+        execution_name("task-173", RECREATED): {"taskID": "task-173", "task": workflow_view(stored)},
+        sample_name(load_event, 1): {"taskID": "task-174", "task": sample_task(load_event, 1)},
+    }
+
+
+def test_hand_sent_event_for_an_unknown_task_fails_alone(event_processor, lambda_context, batch, stack, load_event):
     event = batch(task_body("task-ghost", with_task=False))
 
     result = event_processor.handler(event, lambda_context)
 
     assert result == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
-    assert set(started(stack)) == {"task-174"}
+    assert set(started(stack)) == {sample_name(load_event, 1)}
 
 
 @pytest.mark.parametrize("bad_body", [
@@ -116,10 +152,15 @@ def test_hand_sent_event_for_an_unknown_task_fails_alone(event_processor, lambda
     "null",
     '["task-173"]',
     '{"type": "TaskCreated", "version": 1}',
-    '{"type": "TaskCreated", "taskID": "has space"}',
-    '{"type": "TaskCreated", "taskID": 173}',
+    '{"type": "TaskCreated", "version": 1, "taskID": "has space"}',
+    '{"type": "TaskCreated", "version": 1, "taskID": 173}',
+    # Otherwise valid (task embedded) but not a TaskCreated v1 event: no longer accepted
+    pytest.param(task_body("task-173", version=None), id="no version"),
+    pytest.param(task_body("task-173", version=2), id="version 2"),
+    pytest.param(task_body("task-173", version="1"), id="version as a string"),
+    pytest.param(task_body("task-173", type=None), id="no type"),
 ])
-def test_one_bad_record_fails_alone(event_processor, lambda_context, batch, stack, bad_body):
+def test_one_bad_record_fails_alone(event_processor, lambda_context, batch, stack, load_event, bad_body):
     # GIVEN a batch whose first record can never be processed and a valid second one
     event = batch(bad_body)
     bad_id = event["Records"][0]["messageId"]
@@ -130,7 +171,23 @@ def test_one_bad_record_fails_alone(event_processor, lambda_context, batch, stac
     # THEN only the bad record goes back to the queue (and on to the DLQ);
     # its neighbour's workflow still started
     assert result == {"batchItemFailures": [{"itemIdentifier": bad_id}]}
-    assert set(started(stack)) == {"task-174"}
+    assert set(started(stack)) == {sample_name(load_event, 1)}
+
+
+def test_other_event_type_is_poison_and_fails_alone(event_processor, lambda_context, batch, stack, load_event):
+    # GIVEN a TaskCancelled event for a task that exists (with the task embedded,
+    # so only its type is wrong) next to a valid TaskCreated
+    task = workflow_task("task-173")
+    stack.put_item({**TaskInput.parse({"taskID": "task-173"}).new_item(CREATED), "status": "QUEUED"})
+    event = batch(task_body("task-173", type="TaskCancelled", task=task))
+
+    # WHEN handled
+    result = event_processor.handler(event, lambda_context)
+
+    # THEN it is not mistaken for a creation: it alone fails, and only the
+    # neighbour's workflow starts
+    assert result == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    assert set(started(stack)) == {sample_name(load_event, 1)}
 
 
 def test_batch_where_every_record_fails_raises_for_the_whole_batch(event_processor, lambda_context, batch, stack):
@@ -150,14 +207,30 @@ def test_duplicate_record_in_a_batch_starts_one_execution(event_processor, lambd
 
     # THEN one workflow exists and neither copy is reported failed
     assert result == {"batchItemFailures": []}
-    assert list(started(stack)) == ["task-173"]
+    assert list(started(stack)) == [execution_name("task-173", CREATED)]
 
 
-def test_redelivery_after_the_workflow_finished_is_not_a_failure(event_processor, lambda_context, batch, stack):
+def test_task_id_reused_after_recreation_gets_its_own_execution(event_processor, lambda_context, batch, stack):
+    # GIVEN task-173's workflow already ran
+    assert event_processor.handler(batch(task_body("task-173")), lambda_context)["batchItemFailures"] == []
+
+    # WHEN the same taskID is created again (a recreated stage) and its event arrives
+    reborn = {**workflow_task("task-173"), "createdAt": RECREATED}
+    result = event_processor.handler(batch(task_body("task-173", task=reborn)), lambda_context)
+
+    # THEN it starts a workflow of its own rather than being taken for a redelivery
+    assert result == {"batchItemFailures": []}
+    inputs = started(stack)
+    assert inputs[execution_name("task-173", RECREATED)] == {"taskID": "task-173", "task": reborn}
+    assert execution_name("task-173", CREATED) in inputs
+
+
+def test_redelivery_after_the_workflow_finished_is_not_a_failure(
+        event_processor, lambda_context, batch, stack, load_event):
     # GIVEN task-173's workflow already ran (closed executions make StartExecution
     # answer ExecutionAlreadyExists, even with the same input)
     assert event_processor.handler(batch(), lambda_context) == {"batchItemFailures": []}
-    first = next(e for e in stack.executions() if e["name"] == "task-173")
+    first = next(e for e in stack.executions() if e["name"] == sample_name(load_event, 0))
     stack.sfn.stop_execution(executionArn=first["executionArn"])
 
     # WHEN the message is delivered again
@@ -165,19 +238,21 @@ def test_redelivery_after_the_workflow_finished_is_not_a_failure(event_processor
 
     # THEN it counts as done: no retry, no second execution
     assert result == {"batchItemFailures": []}
-    assert sorted(e["name"] for e in stack.executions()) == ["task-173", "task-174"]
+    assert sorted(e["name"] for e in stack.executions()) == sorted(
+        [sample_name(load_event, 0), sample_name(load_event, 1)])
 
 
 def test_start_workflow_sends_the_exact_request_and_maps_already_exists(event_processor):
     sfn = boto3.client("stepfunctions", region_name="us-east-1")
     task = workflow_task("task-9")
     event = event_processor.TaskEvent("task-9", "TaskCreated", task)
-    expected = {"stateMachineArn": STATE_MACHINE_ARN, "name": "task-9",
-                "input": json.dumps({"taskID": "task-9", "task": task})}
+    name = execution_name("task-9", CREATED)
+    expected = {"stateMachineArn": STATE_MACHINE_ARN, "name": name,
+                "input": json.dumps({"taskID": "task-9", "task": workflow_view(task)})}
 
     with Stubber(sfn) as stub:
         stub.add_response("start_execution",
-                          {"executionArn": f"{STATE_MACHINE_ARN.replace('stateMachine', 'execution')}:task-9",
+                          {"executionArn": f"{STATE_MACHINE_ARN.replace('stateMachine', 'execution')}:{name}",
                            "startDate": "2026-03-10T12:00:00Z"}, expected)
         stub.add_client_error("start_execution", "ExecutionAlreadyExists", http_status_code=400,
                               expected_params=expected)
@@ -194,7 +269,7 @@ def test_start_workflow_sends_the_exact_request_and_maps_already_exists(event_pr
 
 
 def test_transient_start_failure_fails_the_record_and_shortens_its_visibility(
-        event_processor, lambda_context, batch, sqs_stub):
+        event_processor, lambda_context, batch, sqs_stub, load_event):
     # GIVEN Step Functions throttles the first start and accepts the second
     sfn = boto3.client("stepfunctions", region_name="us-east-1")
     event_processor.Clients.sfn = sfn
@@ -202,12 +277,11 @@ def test_transient_start_failure_fails_the_record_and_shortens_its_visibility(
     first = event["Records"][0]
     sqs_stub.add_response("change_message_visibility", {}, {
         "QueueUrl": event_processor.QUEUE_URL, "ReceiptHandle": first["receiptHandle"], "VisibilityTimeout": 4})
+    second_arn = f"{STATE_MACHINE_ARN.replace('stateMachine', 'execution')}:{sample_name(load_event, 1)}"
 
     with Stubber(sfn) as sfn_stub:
         sfn_stub.add_client_error("start_execution", "ThrottlingException", http_status_code=400)
-        sfn_stub.add_response("start_execution", {"executionArn": "arn:aws:states:us-east-1:123456789012:execution:"
-                                                                  "taskmanager-dev-workflow:task-174",
-                                                  "startDate": "2026-03-10T12:00:00Z"})
+        sfn_stub.add_response("start_execution", {"executionArn": second_arn, "startDate": "2026-03-10T12:00:00Z"})
 
         # WHEN handled
         result = event_processor.handler(event, lambda_context)
@@ -219,7 +293,7 @@ def test_transient_start_failure_fails_the_record_and_shortens_its_visibility(
 
 
 def test_failure_injection_fails_only_matching_records_with_backoff(
-        event_processor, lambda_context, batch, stack, sqs_stub):
+        event_processor, lambda_context, batch, stack, sqs_stub, load_event):
     # GIVEN the switch in SSM (the template's parameter) targets poison-* in the processor
     stack.set_failure_rules([{"at": "processor", "match": "poison-*"}])
     event = batch(task_body("poison-1"), receive_counts=("3", "1"))
@@ -235,7 +309,7 @@ def test_failure_injection_fails_only_matching_records_with_backoff(
     # THEN only the matching record fails, its workflow never starts, and the
     # other task proceeds
     assert result == {"batchItemFailures": [{"itemIdentifier": poison["messageId"]}]}
-    assert set(started(stack)) == {"task-174"}
+    assert set(started(stack)) == {sample_name(load_event, 1)}
     assert event_processor.retry_delay(3) == 8
     sqs_stub.assert_no_pending_responses()
 
@@ -246,17 +320,19 @@ def test_failure_injection_fails_only_matching_records_with_backoff(
     "not json at all",  # a broken switch must not stop real work
     {"at": "processor", "match": "*"},  # not a list
 ])
-def test_failure_injection_rules_that_do_not_apply_are_ignored(event_processor, lambda_context, batch, stack, rules):
+def test_failure_injection_rules_that_do_not_apply_are_ignored(
+        event_processor, lambda_context, batch, stack, load_event, rules):
     stack.ssm.put_parameter(Name=stack.failure_param, Type="String", Overwrite=True,
                             Value=rules if isinstance(rules, str) else json.dumps(rules))
 
     result = event_processor.handler(batch(task_body("poison-1")), lambda_context)
 
     assert result == {"batchItemFailures": []}
-    assert set(started(stack)) == {"poison-1", "task-174"}
+    assert set(started(stack)) == {execution_name("poison-1", CREATED), sample_name(load_event, 1)}
 
 
-def test_production_stage_ignores_the_failure_switch(event_processor, lambda_context, batch, stack, monkeypatch):
+def test_production_stage_ignores_the_failure_switch(
+        event_processor, lambda_context, batch, stack, monkeypatch, load_event):
     # GIVEN a rule that would fail everything, on the prod stage
     stack.set_failure_rules([{"at": "processor", "match": "*"}])
     monkeypatch.setenv("STAGE", "prod")
@@ -266,7 +342,7 @@ def test_production_stage_ignores_the_failure_switch(event_processor, lambda_con
 
     # THEN real work is never failed by a stray switch
     assert result == {"batchItemFailures": []}
-    assert set(started(stack)) == {"poison-1", "task-174"}
+    assert set(started(stack)) == {execution_name("poison-1", CREATED), sample_name(load_event, 1)}
 
     # and prod does not even read the parameter (deleting it changes nothing)
     stack.ssm.delete_parameter(Name=stack.failure_param)

@@ -16,7 +16,7 @@ from tmctl.cli.context import State
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    sys.stderr.write(f"tmctl: error: {message}\n")
+    sys.stderr.write(f"tmctl: error: {' '.join(message.split())}\n")  # always one line
     sys.stderr.flush()
     return typer.Exit(code)
 
@@ -37,11 +37,18 @@ class TmctlGroup(TyperGroup):
                 raise
             if isinstance(err, TmctlError):
                 raise _fail(str(err), err.exit_code) from None
+            if type(err).__name__ in CREDENTIAL_ERRORS:
+                raise _fail(f"{err} (fix: configure AWS credentials and a region, pass --profile/--region, "
+                            "or use --local for the emulator)", ExitCode.ERROR) from None
             if type(err).__module__.startswith("botocore"):
                 mapped = from_client_error(err, "AWS call failed")
                 raise _fail(str(mapped), mapped.exit_code) from None
             raise _fail(f"unexpected {type(err).__name__}: {err} (run with --debug for the traceback)",
                         ExitCode.ERROR) from None
+
+
+CREDENTIAL_ERRORS = frozenset({"NoCredentialsError", "PartialCredentialsError", "ProfileNotFound",
+                               "NoRegionError", "TokenRetrievalError", "SSOTokenLoadError"})
 
 
 def _debug(ctx) -> bool:

@@ -9,7 +9,8 @@ import typer
 from tmctl.cli import output as out
 from tmctl.cli.context import state
 
-app = typer.Typer(help="Manage the local emulator (the embedded MiniStack by default).", no_args_is_help=True)
+app = typer.Typer(help="Manage the local emulator (the embedded MiniStack by default).\n\n"
+                       "Example: tmctl local status", no_args_is_help=True)
 
 
 @app.command("start")

@@ -83,7 +83,7 @@ def down(
 def status(ctx: typer.Context, local: LocalFlag = False) -> None:
     """Every component at a glance: stack, API, queue and DLQ depth, executions by status.
 
-    Exit code 1 when something is unhealthy (API down, DLQ not empty, stack failed).
+    Exit code 5 when something is unhealthy (API down, DLQ not empty, stack failed).
     Example: tmctl --local status -o json
     """
     from tmctl.core import emulator
@@ -98,7 +98,7 @@ def status(ctx: typer.Context, local: LocalFlag = False) -> None:
         engine = f"{eng.name} {eng.version} on {target.endpoint_url}"
     c = st.clients(local)
     info = load_stack(c.cloudformation, target)
-    s = stack_status(c.sqs, c.stepfunctions, c.client("lambda"), info, engine or f"AWS {target.region}")
+    s = stack_status(c.sqs, c.stepfunctions, c.lambda_, info, engine or f"AWS {target.region}")
 
     def render():
         rows = [
@@ -116,7 +116,12 @@ def status(ctx: typer.Context, local: LocalFlag = False) -> None:
 
     out.emit(st, s.to_dict(), render)
     if not s.healthy:
-        raise typer.Exit(1)
+        from tmctl.core.errors import CheckFailed
+
+        problems = [p for p, bad in (("API down", not s.api_ok), (f"{s.dlq.total} message(s) in the DLQ", s.dlq.total),
+                                     (f"stack {s.stack_status}", "ROLLBACK" in s.stack_status
+                                      or not s.stack_status.endswith("_COMPLETE"))) if bad]
+        raise CheckFailed("unhealthy: " + ", ".join(problems), "see the table above")
 
 
 def verify(

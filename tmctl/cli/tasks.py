@@ -9,7 +9,9 @@ import typer
 from tmctl.cli import output as out
 from tmctl.cli.context import LocalFlag, state
 
-app = typer.Typer(help="Create and read tasks through the HTTP API.", no_args_is_help=True)
+app = typer.Typer(help="Create and read tasks through the HTTP API.\n\n"
+                       "Example: tmctl --local task create --title 'write docs' --wait",
+                  no_args_is_help=True)
 
 
 def _api(ctx: typer.Context, local: bool):
@@ -68,7 +70,11 @@ def create(
         task = wait_final(api, task["taskID"], timeout=timeout)
     out.emit(state(ctx), task, lambda: _render_task(task))
     if wait and task.get("status") != "COMPLETED":
-        raise typer.Exit(1)
+        from tmctl.core.errors import TmctlError
+
+        why = (task.get("error") or {}).get("code") if task.get("status") == "FAILED" else f"still after {timeout:g}s"
+        raise TmctlError(f"task {task['taskID']} is {task.get('status')}: {why}",
+                         f"see `tmctl task get {task['taskID']}`")
 
 
 @app.command("get")
@@ -109,3 +115,32 @@ def list_(
         return parts
 
     out.emit(state(ctx), page, render)
+
+
+@app.command("republish")
+def republish(
+    ctx: typer.Context,
+    older_than: Annotated[float, typer.Option(help="Only tasks PENDING for at least this many seconds.")] = 60.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List them; publish nothing.")] = False,
+    local: LocalFlag = False,
+) -> None:
+    """Find tasks stuck PENDING (stored, event never published) and publish them
+    again, by replaying each one's identical create through the API.
+
+    Example: tmctl --local task republish --older-than 30 --dry-run
+    """
+    from tmctl.core.api import TaskApi
+    from tmctl.core.reconcile import republish_pending
+    from tmctl.core.stack import load_stack
+
+    st = state(ctx)
+    c = st.clients(local)
+    info = load_stack(c.cloudformation, st.target(local))
+    results = republish_pending(c.dynamodb, info.table, TaskApi(info.api_url), older_than=older_than,
+                                dry_run=dry_run)
+    out.emit(st, results, lambda: out.table(None, ["taskID", "createdAt", "result"], [
+        (r["taskID"], r["createdAt"], r["result"]) for r in results]))
+    if any(r["result"].startswith("error") for r in results):
+        from tmctl.core.errors import TmctlError
+
+        raise TmctlError("some tasks could not be republished", "see the table above and `tmctl status`")

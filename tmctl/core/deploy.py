@@ -20,7 +20,7 @@ TEMPLATE_FILE = "cloudformation/template.yaml"
 CAPABILITIES = ["CAPABILITY_IAM"]
 TERMINAL_OK = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE"}
 REPLACE_FIRST = {"ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "DELETE_FAILED", "CREATE_FAILED"}
-POLL_SECONDS = 0.2
+POLL_FIRST, POLL_MAX = 0.02, 3.0
 
 Progress = Callable[[str], None]
 
@@ -30,45 +30,54 @@ class DeployResult:
     stack_name: str
     changed: bool
     status: str
-    uploaded: list[str] = field(default_factory=list)
     changes: list[dict] = field(default_factory=list)
-    events: list[dict] = field(default_factory=list)
     seconds: float = 0.0
 
 
-def artifact_bucket_name(sts, target: Target) -> str:
+def artifact_bucket(sts, target: Target) -> tuple[str, str]:
+    """(bucket, owning account): one private bucket per account and region."""
     account = sts.get_caller_identity()["Account"]
-    return f"tmctl-artifacts-{account}-{target.region}"
+    return f"tmctl-artifacts-{account}-{target.region}", account
 
 
-def ensure_bucket(s3, bucket: str, region: str) -> bool:
-    """Create the artifact bucket once: private, encrypted, old artifacts expired."""
+ARTIFACT_DAYS = 90  # artifacts are copied into Lambda at deploy; old ones only serve rollbacks
+
+
+def ensure_bucket(s3, bucket: str, region: str, owner: str) -> bool:
+    """Create the artifact bucket once: private, encrypted, old artifacts expired.
+    Every call names the expected owner, so a same-named bucket in another
+    account is refused rather than trusted with our code."""
     try:
-        s3.head_bucket(Bucket=bucket)
+        s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=owner)
         return False
     except ClientError as err:
         if err.response["Error"]["Code"] not in {"404", "NoSuchBucket", "NotFound"}:
             raise from_client_error(err, f"artifact bucket {bucket}") from err
     kwargs = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
     s3.create_bucket(Bucket=bucket, **kwargs)
-    s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
+    s3.put_public_access_block(Bucket=bucket, ExpectedBucketOwner=owner, PublicAccessBlockConfiguration={
         "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
-    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={
+    s3.put_bucket_encryption(Bucket=bucket, ExpectedBucketOwner=owner, ServerSideEncryptionConfiguration={
         "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket, ExpectedBucketOwner=owner, LifecycleConfiguration={
+        "Rules": [{"ID": "expire-old-artifacts", "Status": "Enabled", "Filter": {"Prefix": ""},
+                   "Expiration": {"Days": ARTIFACT_DAYS},
+                   "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}]})
     return True
 
 
-def upload_artifacts(s3, bucket: str, artifacts: list[Artifact]) -> list[str]:
+def upload_artifacts(s3, bucket: str, owner: str, artifacts: list[Artifact]) -> list[str]:
     """Upload what the bucket lacks; keys are content hashes, so present = same bytes."""
     uploaded = []
     for art in artifacts:
         try:
-            s3.head_object(Bucket=bucket, Key=art.key)
+            s3.head_object(Bucket=bucket, Key=art.key, ExpectedBucketOwner=owner)
             continue
         except ClientError as err:
             if err.response["Error"]["Code"] not in {"404", "NoSuchKey", "NotFound"}:
                 raise from_client_error(err, f"artifact {art.key}") from err
-        s3.put_object(Bucket=bucket, Key=art.key, Body=art.path.read_bytes(), ChecksumAlgorithm="SHA256")
+        s3.put_object(Bucket=bucket, Key=art.key, Body=art.path.read_bytes(), ChecksumAlgorithm="SHA256",
+                      ExpectedBucketOwner=owner)
         uploaded.append(art.key)
     return uploaded
 
@@ -119,20 +128,22 @@ def deploy(cfn, target: Target, template_body: str, params: dict[str, str], *,
                            "fix the template or parameters; `cfn-lint cloudformation/template.yaml` helps") from err
     described = wait_change_set(cfn, cs["Id"])
     if described["Status"] == "FAILED":
-        # AWS's shape for "nothing to change": FAILED, not executable, no changes.
-        if not described.get("Changes") and described.get("ExecutionStatus") in {"UNAVAILABLE", None}:
+        # AWS's shape for "nothing to change": an UPDATE that FAILED, not executable, with no changes.
+        if change_type == "UPDATE" and not described.get("Changes") and \
+                described.get("ExecutionStatus") in {"UNAVAILABLE", None}:
             cfn.delete_change_set(ChangeSetName=cs["Id"])
-            return DeployResult(target.stack_name, False, stack["StackStatus"] if stack else "",
-                                seconds=time.monotonic() - started)
-        raise DeployFailed(f"change set failed: {described.get('StatusReason', '?')}")
+            return DeployResult(target.stack_name, False, stack["StackStatus"], seconds=time.monotonic() - started)
+        if change_type == "CREATE":
+            cfn.delete_stack(StackName=target.stack_name)  # the empty REVIEW_IN_PROGRESS shell
+        raise DeployFailed(f"change set failed: {described.get('StatusReason', '?')}",
+                           "fix the template or parameters; `cfn-lint cloudformation/template.yaml` helps")
     changes = [c["ResourceChange"] for c in described.get("Changes", []) if "ResourceChange" in c]
     for c in changes:
         progress(f"{c.get('Action', '?'):<7} {c.get('LogicalResourceId')} ({c.get('ResourceType')})")
     since = time.time() - 1
     cfn.execute_change_set(ChangeSetName=cs["Id"])
     status, events = follow_stack(cfn, target.stack_name, since, progress, timeout)
-    result = DeployResult(target.stack_name, True, status, changes=changes, events=events,
-                          seconds=time.monotonic() - started)
+    result = DeployResult(target.stack_name, True, status, changes=changes, seconds=time.monotonic() - started)
     if status not in TERMINAL_OK:
         reason = first_failure(events)
         raise DeployFailed(f"deploy of {target.stack_name} ended {status}" + (f": {reason}" if reason else ""),
@@ -140,15 +151,23 @@ def deploy(cfn, target: Target, template_body: str, params: dict[str, str], *,
     return result
 
 
+def _pauses():
+    """Poll quickly first (an emulator settles in milliseconds), then back off to AWS's pace."""
+    delay = POLL_FIRST
+    while True:
+        yield delay
+        delay = min(POLL_MAX, delay * 1.5)
+
+
 def wait_change_set(cfn, change_set_id: str, timeout: float = 300) -> dict:
     deadline = time.monotonic() + timeout
-    while True:
+    for pause in _pauses():
         described = cfn.describe_change_set(ChangeSetName=change_set_id)
         if described["Status"] in {"CREATE_COMPLETE", "FAILED"}:
             return described
         if time.monotonic() > deadline:
             raise DeployFailed("the change set did not finish creating in time")
-        time.sleep(POLL_SECONDS)
+        time.sleep(pause)
 
 
 def follow_stack(cfn, stack_name: str, since: float, progress: Progress, timeout: float) -> tuple[str, list[dict]]:
@@ -156,7 +175,7 @@ def follow_stack(cfn, stack_name: str, since: float, progress: Progress, timeout
     seen: set[str] = set()
     events: list[dict] = []
     deadline = time.monotonic() + timeout
-    while True:
+    for pause in _pauses():
         status = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]["StackStatus"]
         fresh = []
         for page in cfn.get_paginator("describe_stack_events").paginate(StackName=stack_name):
@@ -178,7 +197,8 @@ def follow_stack(cfn, stack_name: str, since: float, progress: Progress, timeout
             return status, events
         if time.monotonic() > deadline:
             raise DeployFailed(f"{stack_name} still {status} after {timeout:.0f}s")
-        time.sleep(POLL_SECONDS)
+        time.sleep(pause)
+    raise AssertionError("unreachable")
 
 
 def first_failure(events: list[dict]) -> str | None:
@@ -269,7 +289,7 @@ def apply_declared_concurrency(cfn, lam, target: Target, template: dict, params:
     return applied
 
 
-def warm_functions(lam, names: list[str], per_function: dict[str, int] | None = None) -> dict[str, float]:
+def warm_functions(lam, names: list[str]) -> dict[str, float]:
     """Invoke each function with {"warmup": true} (handlers answer at once), in
     parallel, so the first real tasks do not pay the cold starts."""
     import json
@@ -280,10 +300,5 @@ def warm_functions(lam, names: list[str], per_function: dict[str, int] | None = 
         lam.invoke(FunctionName=name, Payload=json.dumps({"warmup": True}).encode())
         return name, time.perf_counter() - t0
 
-    jobs = [n for n in names for _ in range((per_function or {}).get(n, 1))]
-    with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
-        results = list(pool.map(one, jobs))
-    out: dict[str, float] = {}
-    for name, secs in results:
-        out[name] = max(out.get(name, 0.0), secs)
-    return out
+    with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+        return dict(pool.map(one, names))

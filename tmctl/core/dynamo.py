@@ -5,13 +5,13 @@ from __future__ import annotations
 from decimal import Decimal
 
 
-def _plain(value):
+def plain(value):
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list | set):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 
@@ -22,4 +22,4 @@ def get_task_item(ddb, table: str, task_id: str) -> dict | None:
     if "Item" not in got:
         return None
     de = TypeDeserializer()
-    return {k: _plain(de.deserialize(v)) for k, v in got["Item"].items()}
+    return {k: plain(de.deserialize(v)) for k, v in got["Item"].items()}

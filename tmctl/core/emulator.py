@@ -32,10 +32,6 @@ class Engine:
     endpoint: str
     services: dict
 
-    @property
-    def has_move_tasks(self) -> bool:
-        return self.name != MINISTACK
-
 
 @dataclass(frozen=True)
 class EmulatorProcess:
@@ -75,9 +71,16 @@ def read_process(target: Target) -> EmulatorProcess | None:
         pid = int((wd / "pid").read_text().strip())
     except (OSError, ValueError):
         return None
-    if not _alive(pid):
-        return None
+    if not _alive(pid) or not _is_ministack(pid):
+        return None  # gone, or the pid now belongs to something else: never signal it
     return EmulatorProcess(pid, target.port, wd / "ministack.log", wd)
+
+
+def _is_ministack(pid: int) -> bool:
+    try:
+        return b"ministack" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc (not Linux): trust the pid file
 
 
 def _alive(pid: int) -> bool:
@@ -101,7 +104,7 @@ def emulator_env(target: Target, wd: Path, *, extra: dict[str, str] | None = Non
         env.pop(var, None)  # the engine's own workers get their endpoint from it
     env.update({
         "GATEWAY_PORT": str(target.port),
-        "BIND_HOST": "127.0.0.1" if target.is_loopback else "0.0.0.0",
+        "BIND_HOST": "127.0.0.1",  # only ever started for a loopback endpoint
         "IOT_MTLS_ENABLED": "0",
         "AUTH": "true",  # every handler call checked against its role, as on AWS
         "MINISTACK_REGION": target.region,

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata as md
 import io
-import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,7 +116,3 @@ def build_all(project: Path, build_dir: Path) -> list[Artifact]:
     artifacts.append(layer_artifact(build_dir))
     artifacts.append(definition_artifact(project, build_dir))
     return artifacts
-
-
-def python_tag() -> str:
-    return f"py{sys.version_info.major}{sys.version_info.minor}"

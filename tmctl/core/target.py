@@ -135,11 +135,15 @@ class Clients:
                                                        config=config)
         return self._cache[service]
 
-    def __getattr__(self, service: str):
-        # clients.sqs, clients.stepfunctions, ... read naturally at call sites.
-        if service.startswith("_"):
-            raise AttributeError(service)
-        return self.client(service)
+    cloudformation = property(lambda self: self.client("cloudformation"))
+    dynamodb = property(lambda self: self.client("dynamodb"))
+    iam = property(lambda self: self.client("iam"))
+    lambda_ = property(lambda self: self.client("lambda"))
+    s3 = property(lambda self: self.client("s3"))
+    sqs = property(lambda self: self.client("sqs"))
+    ssm = property(lambda self: self.client("ssm"))
+    stepfunctions = property(lambda self: self.client("stepfunctions"))
+    sts = property(lambda self: self.client("sts"))
 
 
 def project_dir() -> Path:

@@ -30,10 +30,10 @@ def bring_up(clients: Clients, target: Target, *, overrides: dict[str, str] | No
     timings["package"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    bucket = dep.artifact_bucket_name(clients.sts, target)
-    if dep.ensure_bucket(clients.s3, bucket, target.region):
+    bucket, owner = dep.artifact_bucket(clients.sts, target)
+    if dep.ensure_bucket(clients.s3, bucket, target.region, owner):
         progress(f"created artifact bucket {bucket}")
-    uploaded = dep.upload_artifacts(clients.s3, bucket, artifacts)
+    uploaded = dep.upload_artifacts(clients.s3, bucket, owner, artifacts)
     for key in uploaded:
         progress(f"uploaded {key}")
     timings["upload"] = time.perf_counter() - t
@@ -48,12 +48,12 @@ def bring_up(clients: Clients, target: Target, *, overrides: dict[str, str] | No
     warmed: dict[str, float] = {}
     if target.local:
         t = time.perf_counter()
-        applied = dep.apply_declared_concurrency(clients.cloudformation, clients.client("lambda"), target,
+        applied = dep.apply_declared_concurrency(clients.cloudformation, clients.lambda_, target,
                                                  dep.load_template(template_path), params)
         timings["adapt"] = time.perf_counter() - t
     stack = load_stack(clients.cloudformation, target)
     if warm and (result.changed or applied):
         t = time.perf_counter()
-        warmed = dep.warm_functions(clients.client("lambda"), list(stack.functions.values()))
+        warmed = dep.warm_functions(clients.lambda_, list(stack.functions.values()))
         timings["warm"] = time.perf_counter() - t
     return UpResult(stack, result, uploaded, applied, warmed, timings)

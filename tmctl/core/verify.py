@@ -42,6 +42,11 @@ def execution_arn(state_machine_arn: str, name: str) -> str:
     return state_machine_arn.replace(":stateMachine:", ":execution:") + ":" + name
 
 
+def execution_name_of(task: dict) -> str | None:
+    """The execution name the workflow wrote on the task's 'started' step."""
+    return next((h.get("detail") for h in task.get("history", []) if h.get("step") == "started"), None)
+
+
 def _poll(fetch: Callable[[], T], done: Callable[[T], bool], timeout: float) -> T:
     deadline, delay = time.monotonic() + timeout, 0.05
     while True:
@@ -81,13 +86,15 @@ def verify(ddb, sqs, sfn, stack: StackInfo, *, task_id: str | None = None, timeo
            f"message {queued.get('detail', '?')} to {stack.queue_url.rsplit('/', 1)[-1]}" if queued
            else "the task has no 'queued' step: its event was not published")
 
-    arn = execution_arn(stack.state_machine_arn, task_id)
-
     def execution() -> tuple[str, str]:
+        # The workflow records its execution name on the task when it starts.
+        name = execution_name_of(get_task_item(ddb, stack.table, task_id) or {})
+        if name is None:
+            return "", f"no workflow has started for {task_id}"
         try:
-            ex = sfn.describe_execution(executionArn=arn)
+            ex = sfn.describe_execution(executionArn=execution_arn(stack.state_machine_arn, name))
         except ClientError as err:
-            return "", f"no execution {task_id} ({err.response['Error']['Code']})"
+            return "", f"no execution {name} ({err.response['Error']['Code']})"
         took = f" in {(ex['stopDate'] - ex['startDate']).total_seconds():.2f}s" if ex.get("stopDate") else ""
         return ex["status"], f"{ex['status']} ({ex['name']}){took}"
 

@@ -141,6 +141,23 @@ class TaskInput:
 # What the workflow needs of a task; travels in the event and the execution input.
 WORKFLOW_FIELDS = ("taskID", "title", "description", "priority", "dueDate", "createdAt")
 
+def workflow_view(task: dict) -> dict:
+    """The part of a task the workflow needs (sent in the event and the execution input)."""
+    return {k: task[k] for k in WORKFLOW_FIELDS if k in task}
+
+
+def execution_name(task_id: str, created_at: str) -> str:
+    """One workflow per task, ever: the taskID plus its creation time (base 36
+    milliseconds), so a taskID reused after a stage is recreated still gets its
+    own execution. Step Functions names: ≤ 80 characters of [A-Za-z0-9_-]."""
+    millis = int(dt.datetime.fromisoformat(created_at.replace("Z", "+00:00")).timestamp() * 1000)
+    digits = ""
+    while millis:
+        millis, rem = divmod(millis, 36)
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[rem] + digits
+    return f"{task_id}-{digits or '0'}"
+
+
 PUBLIC_FIELDS = (
     "taskID", "title", "description", "priority", "dueDate", "status", "createdAt", "updatedAt",
     "history", "error", "priorityScore", "slaDeadline", "result", "completedAt",

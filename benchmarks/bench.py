@@ -1,0 +1,325 @@
+"""What users feel, next to what the emulator can do, measured in one run.
+
+    python benchmarks/bench.py [--tasks 1000] [--threads 32] [--paced-rate 20]
+
+Starts its own embedded emulator on a free 127.0.0.1 port (state in a temp
+dir), runs `tmctl up --local` from nothing and again with no change, posts
+--tasks tasks concurrently right after that cold `up` and again warm, then a
+paced run for latency, measures the emulator's raw rates, and the CLI's start-up.
+Prints a table (and JSON with --json); stops the emulator by pid at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import http.client
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlparse
+
+from tmctl.core import emulator
+from tmctl.core.stack import load_stack
+from tmctl.core.target import Clients, resolve_target
+
+ROOT = Path(__file__).resolve().parents[1]
+TMCTL = [sys.executable, "-m", "tmctl"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def iso_to_epoch(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+class MemorySampler(threading.Thread):
+    """Peak resident memory of the emulator's process group (it and its Lambda workers)."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.peak_procs, self._done = pid, 0, 0, threading.Event()
+
+    def run(self):
+        while not self._done.is_set():
+            self.peak = max(self.peak, emulator.group_rss_bytes(self.pid))
+            self.peak_procs = max(self.peak_procs, count_group(self.pid))
+            self._done.wait(0.25)
+
+    def stop(self) -> tuple[float, int]:
+        self._done.set()
+        self.join()
+        return self.peak / 2**20, self.peak_procs
+
+
+def count_group(pgid: int) -> int:
+    n = 0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2]) == pgid:
+                    n += 1
+            except (OSError, ValueError, IndexError):
+                pass
+    return n
+
+
+class Poster:
+    """One keep-alive HTTP connection per thread; retries 429/5xx with jittered back-off,
+    as any SDK would. A retried create carries the same taskID: an idempotent replay."""
+
+    def __init__(self, api_url: str):
+        u = urlparse(api_url)
+        self.host, self.port, self.prefix = u.hostname, u.port, u.path
+        self.local = threading.local()
+
+    def _conn(self) -> http.client.HTTPConnection:
+        if getattr(self.local, "conn", None) is None:
+            self.local.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        return self.local.conn
+
+    def post(self, task_id: str) -> tuple[int, float, int]:
+        body = json.dumps({"taskID": task_id, "title": f"bench {task_id} #bench"})
+        started, attempts = time.time(), 0
+        while True:
+            attempts += 1
+            try:
+                conn = self._conn()
+                conn.request("POST", self.prefix + "/tasks", body, {"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                resp.read()
+                status = resp.status
+            except (OSError, http.client.HTTPException):
+                self.local.conn = None
+                status = 0
+            if status not in (0, 429, 502, 503, 504) or attempts >= 40:
+                return status, started, attempts
+            time.sleep(random.uniform(0, min(1.0, 0.02 * 2 ** attempts)))
+
+
+def scan_tasks(ddb, table: str) -> dict[str, dict]:
+    out = {}
+    for page in ddb.get_paginator("scan").paginate(
+            TableName=table, ProjectionExpression="taskID, #s, completedAt, updatedAt",
+            ExpressionAttributeNames={"#s": "status"}):
+        for item in page["Items"]:
+            out[item["taskID"]["S"]] = {k: list(v.values())[0] for k, v in item.items()}
+    return out
+
+
+def run_load(clients: Clients, stack, proc_pid: int, n: int, threads: int, prefix: str,
+             timeout: float = 600) -> dict:
+    poster = Poster(stack.api_url)
+    ids = [f"{prefix}-{uuid.uuid4().hex[:6]}-{i:05d}" for i in range(n)]
+    sampler = MemorySampler(proc_pid)
+    sampler.start()
+    t0 = time.time()
+    with ThreadPoolExecutor(threads) as pool:
+        posted = list(pool.map(poster.post, ids))
+    post_seconds = time.time() - t0
+    accepted = {i: started for i, (status, started, _) in zip(ids, posted, strict=True) if status == 202}
+    retries = sum(a - 1 for _, _, a in posted)
+    deadline = time.time() + timeout
+    while True:
+        tasks = scan_tasks(clients.dynamodb, stack.table)
+        final = {i for i in accepted if tasks.get(i, {}).get("status") in ("COMPLETED", "FAILED")}
+        if len(final) == len(accepted) or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    done_at = max((iso_to_epoch(tasks[i]["completedAt"]) for i in final if tasks[i].get("completedAt")),
+                  default=time.time())
+    peak_mib, peak_procs = sampler.stop()
+    completed = [i for i in accepted if tasks.get(i, {}).get("status") == "COMPLETED"]
+    latencies = [iso_to_epoch(tasks[i]["completedAt"]) - accepted[i] for i in completed]
+    names = [e["name"] for p in clients.stepfunctions.get_paginator("list_executions").paginate(
+        stateMachineArn=stack.state_machine_arn) for e in p["executions"] if e["name"].startswith(prefix + "-")]
+    dlq = clients.sqs.get_queue_attributes(QueueUrl=stack.dlq_url, AttributeNames=["All"])["Attributes"]
+    all_done = done_at - t0
+    return {
+        "tasks": n, "accepted": len(accepted), "completed": len(completed),
+        "failed": sum(1 for i in accepted if tasks.get(i, {}).get("status") == "FAILED"),
+        "lost": len(accepted) - len(final) + (n - len(accepted)),
+        "duplicateWorkflows": len(names) - len(set(names)),
+        "dlq": int(dlq["ApproximateNumberOfMessages"]) + int(dlq["ApproximateNumberOfMessagesNotVisible"]),
+        "postSeconds": round(post_seconds, 2), "postRetries": retries,
+        "allDoneSeconds": round(all_done, 2), "tasksPerSecond": round(len(completed) / all_done, 1),
+        "latencyP50": round(pct(latencies, 50), 3), "latencyP99": round(pct(latencies, 99), 3),
+        "peakMemoryMiB": round(peak_mib), "peakProcesses": peak_procs,
+    }
+
+
+def run_paced(clients: Clients, stack, rate: float, seconds: float, prefix: str) -> dict:
+    """Open loop at `rate` tasks/s: latency when the system is not saturated."""
+    poster = Poster(stack.api_url)
+    n = int(rate * seconds)
+    ids = [f"{prefix}-{uuid.uuid4().hex[:6]}-{i:05d}" for i in range(n)]
+    results: list = [None] * n
+    t0 = time.time()
+
+    def fire(k: int):
+        delay = t0 + k / rate - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        results[k] = poster.post(ids[k])
+
+    with ThreadPoolExecutor(32) as pool:
+        list(pool.map(fire, range(n)))
+    time.sleep(1)
+    deadline = time.time() + 120
+    while True:
+        tasks = scan_tasks(clients.dynamodb, stack.table)
+        if all(tasks.get(i, {}).get("status") in ("COMPLETED", "FAILED") for i in ids) or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    lat = [iso_to_epoch(tasks[i]["completedAt"]) - results[k][1] for k, i in enumerate(ids)
+           if tasks.get(i, {}).get("completedAt")]
+    return {"rate": rate, "tasks": n, "completed": len(lat),
+            "latencyP50": round(pct(lat, 50), 3), "latencyP99": round(pct(lat, 99), 3)}
+
+
+def raw_rates(clients: Clients, stack, threads: int = 8, seconds: float = 3.0) -> dict:
+    """The emulator's own capability, in the same run: warm Lambda invoke, StartExecution, SQS send."""
+    lam, sfn, sqs = clients.lambda_, clients.stepfunctions, clients.sqs
+    fn = stack.functions["WorkflowSteps"]
+    qurl = sqs.create_queue(QueueName=f"bench-raw-{uuid.uuid4().hex[:6]}")["QueueUrl"]
+    role = clients.iam.create_role(RoleName=f"bench-raw-{uuid.uuid4().hex[:6]}", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"},
+                                                "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
+    sm = sfn.create_state_machine(name=f"bench-raw-{uuid.uuid4().hex[:6]}", roleArn=role,
+                                  definition=json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass",
+                                                                                          "End": True}}}))
+    ops = {
+        "lambdaInvoke": lambda: lam.invoke(FunctionName=fn, Payload=b'{"warmup": true}'),
+        "startExecution": lambda: sfn.start_execution(stateMachineArn=sm["stateMachineArn"],
+                                                      name=uuid.uuid4().hex),
+        "sqsSend": lambda: sqs.send_message(QueueUrl=qurl, MessageBody="x" * 200),
+    }
+    out = {}
+    for name, op in ops.items():
+        op()
+        count = [0] * threads
+        stop = time.time() + seconds
+
+        def work(k: int, op=op, stop=stop, count=count):
+            while time.time() < stop:
+                op()
+                count[k] += 1
+
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(work, range(threads)))
+        out[name] = round(sum(count) / seconds)
+    sqs.delete_queue(QueueUrl=qurl)
+    sfn.delete_state_machine(stateMachineArn=sm["stateMachineArn"])
+    return out
+
+
+def timed(cmd: list[str], env: dict[str, str], runs: int = 1) -> tuple[float, subprocess.CompletedProcess]:
+    best, last = float("inf"), None
+    for _ in range(runs):
+        t = time.perf_counter()
+        last = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
+        best = min(best, time.perf_counter() - t)
+        if last.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed ({last.returncode}): {last.stderr.strip()[-500:]}")
+    return best, last
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", type=int, default=1000)
+    ap.add_argument("--threads", type=int, default=32, help="client threads posting concurrently")
+    ap.add_argument("--paced-rate", type=float, default=20.0, help="tasks/s of the paced latency run")
+    ap.add_argument("--paced-seconds", type=float, default=10.0)
+    ap.add_argument("--json", action="store_true", help="print the results as JSON too")
+    args = ap.parse_args()
+
+    state = Path(tempfile.mkdtemp(prefix="tmctl-bench-"))
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "TMCTL_ENDPOINT_URL": endpoint, "TMCTL_STATE_DIR": str(state), "TMCTL_STAGE": "bench"}
+    target = dataclasses.replace(resolve_target(endpoint_url=endpoint, stage="bench", env={}), state_dir=state)
+    results: dict = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}}
+    try:
+        cold_up, _ = timed(TMCTL + ["-o", "json", "up"], env)
+        rerun, out = timed(TMCTL + ["-o", "json", "up"], env, runs=3)
+        results["up"] = {"fromNothingSeconds": round(cold_up, 2), "noChangeSeconds": round(rerun, 2),
+                         "noChangeChanged": json.loads(out.stdout)["changed"]}
+        proc = emulator.read_process(target)
+        clients = Clients(target)
+        stack = load_stack(clients.cloudformation, target)
+        results["cold"] = run_load(clients, stack, proc.pid, args.tasks, args.threads, "cold")
+        results["warm"] = run_load(clients, stack, proc.pid, args.tasks, args.threads, "warm")
+        results["paced"] = run_paced(clients, stack, args.paced_rate, args.paced_seconds, "paced")
+        results["raw"] = raw_rates(clients, stack)
+        help_s, _ = timed(TMCTL + ["--help"], env, runs=5)
+        script = shutil.which("tmctl") or ""
+        if script:
+            help_s, _ = timed([script, "--help"], env, runs=5)
+        comp_env = {**env, "_TMCTL_COMPLETE": "complete_bash", "COMP_WORDS": "tmctl ta", "COMP_CWORD": "1"}
+        comp_s, _ = timed([script or sys.executable, *([] if script else ["-m", "tmctl"])], comp_env, runs=5)
+        results["cli"] = {"helpSeconds": round(help_s, 3), "completionSeconds": round(comp_s, 3)}
+    finally:
+        emulator.stop(target)
+        shutil.rmtree(state, ignore_errors=True)
+    print_table(results)
+    if args.json:
+        print(json.dumps(results, indent=2))
+
+
+def print_table(r: dict) -> None:
+    rows = [
+        ("tmctl up --local from nothing", f"{r['up']['fromNothingSeconds']} s", "≤ 3 s"),
+        ("tmctl up --local, no change", f"{r['up']['noChangeSeconds']} s (changed={r['up']['noChangeChanged']})",
+         "≤ 1.5 s"),
+    ]
+    for name in ("cold", "warm"):
+        x = r[name]
+        rows += [
+            (f"{x['tasks']} tasks {name}: lost / failed / dup workflows / DLQ",
+             f"{x['lost']} / {x['failed']} / {x['duplicateWorkflows']} / {x['dlq']}", "0 / 0 / 0 / 0"),
+            (f"{name}: all done, throughput", f"{x['allDoneSeconds']} s, {x['tasksPerSecond']} tasks/s", "≥ 100/s"),
+            (f"{name}: POST→COMPLETED p50 / p99", f"{x['latencyP50']} s / {x['latencyP99']} s", ""),
+            (f"{name}: peak memory (emulator+workers)", f"{x['peakMemoryMiB']} MiB, {x['peakProcesses']} processes",
+             "≤ 2048 MiB"),
+            (f"{name}: POST time, 429/5xx retries", f"{x['postSeconds']} s, {x['postRetries']}", ""),
+        ]
+    p = r["paced"]
+    rows.append((f"paced {p['rate']:g}/s warm: POST→COMPLETED p50 / p99",
+                 f"{p['latencyP50']} s / {p['latencyP99']} s ({p['completed']}/{p['tasks']})", "≤ 0.25 s / ≤ 1 s"))
+    raw = r["raw"]
+    rows.append(("emulator raw (8 threads): invoke / StartExecution / SQS send",
+                 f"{raw['lambdaInvoke']} / {raw['startExecution']} / {raw['sqsSend']} per s", ""))
+    rows.append(("tmctl --help / completion", f"{r['cli']['helpSeconds']} s / {r['cli']['completionSeconds']} s",
+                 "≤ 0.12 s"))
+    width = max(len(a) for a, _, _ in rows)
+    vwidth = max(len(b) for _, b, _ in rows)
+    print(f"{'measure':<{width}}  {'result':<{vwidth}}  target")
+    for a, b, c in rows:
+        print(f"{a:<{width}}  {b:<{vwidth}}  {c}")
+    print(f"machine: {r['machine']['cpus']} CPUs, Python {r['machine']['python']}")
+
+
+if __name__ == "__main__":
+    main()
