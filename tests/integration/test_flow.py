@@ -5,11 +5,13 @@ failure, and the CLI commands that drive them."""
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 
 import pytest
 from typer.testing import CliRunner
 
+from tests.conftest import PROJECT
 from tests.integration.conftest import wait_for
 from tmctl.cli.app import app
 from tmctl.core.verify import execution_arn, execution_name_of
@@ -186,3 +188,22 @@ def test_up_again_with_no_change_changes_nothing(env):
 def test_unreachable_backend_has_its_own_exit_code(env):
     result = CliRunner().invoke(app, ["--endpoint-url", "http://127.0.0.1:9", "status"], env=env.cli_env)
     assert result.exit_code == 4 and "tmctl: error:" in result.stderr
+
+
+def test_republish_finds_a_task_stuck_pending_and_it_completes(env):
+    # GIVEN a task stored but never published (the API died between its two writes):
+    # the item exactly as the API stores it, with no event in the queue
+    sys.path.insert(0, str(PROJECT / "lambdas" / "common"))
+    from taskcore.dynamo import to_item
+    from taskcore.model import TaskInput, now_iso
+
+    task = TaskInput.parse({"taskID": uid("stuck"), "title": "never published"})
+    env.clients.dynamodb.put_item(TableName=env.stack.table, Item=to_item(task.new_item(now_iso())))
+    dry = cli(env, "task", "republish", "--older-than", "0", "--dry-run")
+    assert dry.exit_code == 0 and task.taskID in {r["taskID"] for r in json.loads(dry.stdout)}
+    assert env.api.get(task.taskID).body["status"] == "PENDING"  # a dry run publishes nothing
+    # WHEN tmctl republishes stuck tasks
+    result = cli(env, "task", "republish", "--older-than", "0")
+    assert result.exit_code == 0, result.output
+    # THEN it is published through the API's own replay path and runs to the end
+    assert final_task(env, task.taskID)["status"] == "COMPLETED"

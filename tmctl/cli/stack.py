@@ -34,12 +34,18 @@ def up(
         if not sep or not key:
             raise UsageError(f"--param {item!r} is not KEY=VALUE", "e.g. --param LogRetentionDays=7")
         overrides[key] = value
+    ready = lambda: None  # noqa: E731
     if target.local:
-        engine, proc = emulator.start(target)
-        started = f" (pid {proc.pid}, log {proc.log})" if proc else ""
-        out.progress(f"{engine.name} {engine.version} on {target.endpoint_url}{started}")
+        booting = emulator.launch(target)
+
+        def ready() -> None:
+            engine, proc = booting.wait()
+            started = f" (pid {proc.pid}, log {proc.log})" if proc else ""
+            out.progress(f"{engine.name} {engine.version} on {target.endpoint_url}{started}")
+
     out.progress(f"deploying {target.describe()}")
-    result = bring_up(st.clients(local), target, overrides=overrides, warm=not no_warm, progress=out.progress)
+    result = bring_up(st.clients(local), target, overrides=overrides, warm=not no_warm, progress=out.progress,
+                      ready=ready)
     if not result.deploy.changed:
         out.progress("no changes: stack is up to date")
     if result.concurrency_applied:

@@ -115,12 +115,41 @@ def emulator_env(target: Target, wd: Path, *, extra: dict[str, str] | None = Non
     return env
 
 
-def start(target: Target, *, extra_env: dict[str, str] | None = None, timeout: float = START_TIMEOUT) -> tuple[
-        Engine, EmulatorProcess | None]:
-    """Reuse whatever LocalStack-compatible engine answers; else start MiniStack."""
+@dataclass
+class Launch:
+    """An engine being brought up: `wait()` returns once it answers. Lets `up`
+    package artifacts and load boto3 while the emulator boots."""
+
+    target: Target
+    timeout: float
+    engine: Engine | None = None
+    proc: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    def wait(self) -> tuple[Engine, EmulatorProcess | None]:
+        if self.engine is not None:  # something already answered
+            return self.engine, read_process(self.target)
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            engine = probe(self.target.endpoint_url, timeout=0.3)
+            if engine is not None:
+                self.engine = engine
+                return engine, EmulatorProcess(self.proc.pid, self.target.port, self.log_path, self.log_path.parent)
+            if self.proc.poll() is not None:
+                tail = self.log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(empty log)"]
+                raise TmctlError(f"the embedded emulator exited with {self.proc.returncode}: {tail[0]}",
+                                 f"see {self.log_path}; is port {self.target.port} taken?")
+            time.sleep(0.05)
+        stop(self.target)
+        raise BackendUnreachable(f"the embedded emulator did not answer within {self.timeout:.0f}s",
+                                 f"see {self.log_path}")
+
+
+def launch(target: Target, *, extra_env: dict[str, str] | None = None, timeout: float = START_TIMEOUT) -> Launch:
+    """Reuse whatever LocalStack-compatible engine answers; else start MiniStack (without waiting)."""
     engine = probe(target.endpoint_url)
     if engine is not None:
-        return engine, read_process(target)
+        return Launch(target, timeout, engine=engine)
     if not target.is_loopback:
         raise BackendUnreachable(f"nothing answers on {target.endpoint_url}",
                                  "start the engine there, or use a localhost endpoint to get the embedded one")
@@ -133,18 +162,12 @@ def start(target: Target, *, extra_env: dict[str, str] | None = None, timeout: f
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=wd,
         )
     (wd / "pid").write_text(str(proc.pid))
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        engine = probe(target.endpoint_url, timeout=0.3)
-        if engine is not None:
-            return engine, EmulatorProcess(proc.pid, target.port, log_path, wd)
-        if proc.poll() is not None:
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(empty log)"]
-            raise TmctlError(f"the embedded emulator exited with {proc.returncode}: {tail[0]}",
-                             f"see {log_path}; is port {target.port} taken?")
-        time.sleep(0.05)
-    stop(target)
-    raise BackendUnreachable(f"the embedded emulator did not answer within {timeout:.0f}s", f"see {log_path}")
+    return Launch(target, timeout, proc=proc, log_path=log_path)
+
+
+def start(target: Target, *, extra_env: dict[str, str] | None = None, timeout: float = START_TIMEOUT) -> tuple[
+        Engine, EmulatorProcess | None]:
+    return launch(target, extra_env=extra_env, timeout=timeout).wait()
 
 
 def stop(target: Target, timeout: float = 10.0) -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tmctl.core import deploy as dep
@@ -22,12 +23,18 @@ class UpResult:
 
 
 def bring_up(clients: Clients, target: Target, *, overrides: dict[str, str] | None = None,
-             warm: bool = True, progress: dep.Progress = lambda _m: None) -> UpResult:
+             warm: bool = True, progress: dep.Progress = lambda _m: None,
+             ready: Callable[[], None] = lambda: None) -> UpResult:
+    """`ready()` is called just before the first network call (the engine may still be booting)."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
     project = project_dir()
     artifacts = package.build_all(project, target.state_dir / "build")
+    clients.sts, clients.s3, clients.cloudformation  # noqa: B018 - load boto3 while the engine boots
     timings["package"] = time.perf_counter() - t
+    t = time.perf_counter()
+    ready()
+    timings["engine"] = time.perf_counter() - t
 
     t = time.perf_counter()
     bucket, owner = dep.artifact_bucket(clients.sts, target)
