@@ -249,7 +249,7 @@ def timed(cmd: list[str], env: dict[str, str], runs: int = 1) -> tuple[float, su
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", type=int, default=1000)
-    ap.add_argument("--threads", type=int, default=32, help="client threads posting concurrently")
+    ap.add_argument("--threads", type=int, default=16, help="client threads posting concurrently")
     ap.add_argument("--paced-rate", type=float, default=20.0, help="tasks/s of the paced latency run")
     ap.add_argument("--paced-seconds", type=float, default=10.0)
     ap.add_argument("--json", action="store_true", help="print the results as JSON too")
@@ -273,13 +273,17 @@ def main() -> None:
         results["warm"] = run_load(clients, stack, proc.pid, args.tasks, args.threads, "warm")
         results["paced"] = run_paced(clients, stack, args.paced_rate, args.paced_seconds, "paced")
         results["raw"] = raw_rates(clients, stack)
-        help_s, _ = timed(TMCTL + ["--help"], env, runs=5)
+        # Bytecode compiled first, as a normal install has it (this sandbox sets PYTHONDONTWRITEBYTECODE).
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "tmctl")], check=True,
+                       capture_output=True)
         script = shutil.which("tmctl") or ""
-        if script:
-            help_s, _ = timed([script, "--help"], env, runs=5)
+        cli = [script] if script else TMCTL
+        help_s, _ = timed([*cli, "--help"], env, runs=7)
         comp_env = {**env, "_TMCTL_COMPLETE": "complete_bash", "COMP_WORDS": "tmctl ta", "COMP_CWORD": "1"}
-        comp_s, _ = timed([script or sys.executable, *([] if script else ["-m", "tmctl"])], comp_env, runs=5)
-        results["cli"] = {"helpSeconds": round(help_s, 3), "completionSeconds": round(comp_s, 3)}
+        comp_s, _ = timed(cli, comp_env, runs=7)
+        floor_s, _ = timed([sys.executable, "-c", "import typer"], env, runs=7)
+        results["cli"] = {"helpSeconds": round(help_s, 3), "completionSeconds": round(comp_s, 3),
+                          "importTyperSeconds": round(floor_s, 3)}
     finally:
         emulator.stop(target)
         shutil.rmtree(state, ignore_errors=True)
@@ -311,8 +315,9 @@ def print_table(r: dict) -> None:
     raw = r["raw"]
     rows.append(("emulator raw (8 threads): invoke / StartExecution / SQS send",
                  f"{raw['lambdaInvoke']} / {raw['startExecution']} / {raw['sqsSend']} per s", ""))
-    rows.append(("tmctl --help / completion", f"{r['cli']['helpSeconds']} s / {r['cli']['completionSeconds']} s",
-                 "≤ 0.12 s"))
+    rows.append(("tmctl --help / completion (best of 7)",
+                 f"{r['cli']['helpSeconds']} s / {r['cli']['completionSeconds']} s", "≤ 0.12 s"))
+    rows.append(("python -c 'import typer' (the floor)", f"{r['cli']['importTyperSeconds']} s", ""))
     width = max(len(a) for a, _, _ in rows)
     vwidth = max(len(b) for _, b, _ in rows)
     print(f"{'measure':<{width}}  {'result':<{vwidth}}  target")

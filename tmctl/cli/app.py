@@ -1,8 +1,6 @@
 """The root command: global options, the sub-apps, and the one place that turns
 errors into an stderr line and an exit code."""
 
-from __future__ import annotations
-
 import os
 import sys
 from typing import Annotated

@@ -1,7 +1,5 @@
 """The local engine: start, stop, status, logs."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -1,7 +1,5 @@
 """Stack lifecycle: up, down, status, verify."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer
@@ -34,11 +32,10 @@ def up(
         if not sep or not key:
             raise UsageError(f"--param {item!r} is not KEY=VALUE", "e.g. --param LogRetentionDays=7")
         overrides[key] = value
-    ready = lambda: None  # noqa: E731
-    if target.local:
-        booting = emulator.launch(target)
+    booting = emulator.launch(target) if target.local else None  # boots while artifacts are packaged
 
-        def ready() -> None:
+    def ready() -> None:
+        if booting is not None:
             engine, proc = booting.wait()
             started = f" (pid {proc.pid}, log {proc.log})" if proc else ""
             out.progress(f"{engine.name} {engine.version} on {target.endpoint_url}{started}")

@@ -1,7 +1,5 @@
 """Tasks through the real HTTP API: create, get, list."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

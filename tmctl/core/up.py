@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from tmctl.core import deploy as dep
@@ -51,16 +52,18 @@ def bring_up(clients: Clients, target: Target, *, overrides: dict[str, str] | No
     result = dep.deploy(clients.cloudformation, target, template_path.read_text(), params, progress=progress)
     timings["deploy"] = time.perf_counter() - t
 
+    stack = load_stack(clients.cloudformation, target)
     applied: list[str] = []
     warmed: dict[str, float] = {}
-    if target.local:
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # Warm-up (CPU-bound cold starts in the workers) overlaps the concurrency calls.
         t = time.perf_counter()
-        applied = dep.apply_declared_concurrency(clients.cloudformation, clients.lambda_, target,
-                                                 dep.load_template(template_path), params)
-        timings["adapt"] = time.perf_counter() - t
-    stack = load_stack(clients.cloudformation, target)
-    if warm and (result.changed or applied):
-        t = time.perf_counter()
-        warmed = dep.warm_functions(clients.lambda_, list(stack.functions.values()))
-        timings["warm"] = time.perf_counter() - t
+        warming = pool.submit(dep.warm_functions, clients.lambda_, list(stack.functions.values())) \
+            if warm and result.changed else None
+        if target.local:
+            applied = dep.apply_declared_concurrency(clients.cloudformation, clients.lambda_, target,
+                                                     dep.load_template(template_path), params)
+        if warming is not None:
+            warmed = warming.result()
+        timings["adapt+warm"] = time.perf_counter() - t
     return UpResult(stack, result, uploaded, applied, warmed, timings)
