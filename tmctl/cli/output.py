@@ -51,9 +51,10 @@ def stderr_console():
 def table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any]]):
     from rich.table import Table
 
-    t = Table(title=title, title_justify="left", header_style="bold")
+    columns = list(columns)
+    t = Table(title=title, title_justify="left", header_style="bold", show_header=any(columns))
     for col in columns:
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
     for row in rows:
         t.add_row(*["" if v is None else str(v) for v in row])
     return t
