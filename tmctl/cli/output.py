@@ -33,7 +33,8 @@ def print_json(data: Any) -> None:
 def stdout_console():
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False)
+    # soft_wrap: long lines (URLs, curl commands) are never broken by inserted newlines.
+    return Console(highlight=False, soft_wrap=True)
 
 
 _stderr = None
@@ -44,7 +45,7 @@ def stderr_console():
     if _stderr is None:
         from rich.console import Console
 
-        _stderr = Console(stderr=True, highlight=False)
+        _stderr = Console(stderr=True, highlight=False, soft_wrap=True)
     return _stderr
 
 
@@ -71,8 +72,41 @@ def emit(st: State, data: Any, render: Callable[[], Any]) -> None:
         console.print(part)
 
 
-def progress(message: str) -> None:
-    stderr_console().print(f"[dim]·[/dim] {message}", highlight=False)
+def progress(message: str, *, detail: bool = False) -> None:
+    stderr_console().print(f"[dim]·[/dim] {escape(message)}", highlight=False)
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+class Reporter:
+    """Progress on stderr. On a terminal, routine lines (detail=True) fold into one
+    live status line and only what matters stays on screen; piped (CI logs),
+    every line is kept."""
+
+    def __init__(self, title: str):
+        self.title, self.count, self._status = title, 0, None
+
+    def __enter__(self) -> Reporter:
+        console = stderr_console()
+        if console.is_terminal:
+            self._status = console.status(self.title)
+            self._status.__enter__()
+        return self
+
+    def __call__(self, message: str, *, detail: bool = False) -> None:
+        self.count += detail
+        if detail and self._status is not None:
+            self._status.update(f"{self.title}: {escape(message)}")
+        else:
+            progress(message)
+
+    def __exit__(self, *exc) -> None:
+        if self._status is not None:
+            self._status.__exit__(*exc)
 
 
 def status_style(status: str) -> str:

@@ -41,8 +41,12 @@ def up(
             out.progress(f"{engine.name} {engine.version} on {target.endpoint_url}{started}")
 
     out.progress(f"deploying {target.describe()}")
-    result = bring_up(st.clients(local), target, overrides=overrides, warm=not no_warm, progress=out.progress,
-                      ready=ready)
+    with out.Reporter(f"deploying {target.stack_name}") as report:
+        result = bring_up(st.clients(local), target, overrides=overrides, warm=not no_warm, progress=report,
+                          ready=ready)
+    if report.count:
+        out.progress(f"{len(result.uploaded)} artifact(s) uploaded, {len(result.deploy.changes)} resource "
+                     f"change(s), {result.deploy.status} in {result.deploy.seconds:.1f}s")
     if not result.deploy.changed:
         out.progress("no changes: stack is up to date")
     if result.concurrency_applied:
@@ -54,7 +58,8 @@ def up(
             "seconds": {k: round(v, 3) for k, v in result.timings.items()}}
     out.emit(st, data, lambda: [
         out.table(f"{result.stack.name}: {result.stack.status}", ["output", "value"],
-                  [("API URL", result.stack.api_url), *sorted(result.stack.outputs.items())]),
+                  sorted(result.stack.outputs.items())),
+        f"API: {result.stack.api_url}",
         f"try: curl -s -X POST {result.stack.api_url}/tasks -H 'content-type: application/json' "
         "-d '{\"taskID\":\"task-173\"}'",
     ])
@@ -76,7 +81,8 @@ def down(
     target = st.target(local)
     if target.local:
         emulator.require_engine(target)
-    deleted = delete_stack(st.clients(local).cloudformation, target, progress=out.progress)
+    with out.Reporter(f"deleting {target.stack_name}") as report:
+        deleted = delete_stack(st.clients(local).cloudformation, target, progress=report)
     out.progress(f"deleted {target.stack_name}" if deleted else f"{target.stack_name} did not exist")
     if stop_emulator and target.local:
         pid = emulator.stop(target)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from botocore.exceptions import ClientError
 
@@ -22,7 +22,15 @@ TERMINAL_OK = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE"}
 REPLACE_FIRST = {"ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "DELETE_FAILED", "CREATE_FAILED"}
 POLL_FIRST, POLL_MAX = 0.02, 3.0
 
-Progress = Callable[[str], None]
+class Progress(Protocol):
+    """Where deploy narrates. `detail=True` marks the routine lines (each change,
+    each stack event) a terminal may fold into one live line; the rest must be shown."""
+
+    def __call__(self, message: str, *, detail: bool = False) -> None: ...
+
+
+def no_progress(message: str, *, detail: bool = False) -> None:
+    return None
 
 
 @dataclass
@@ -103,7 +111,7 @@ def is_unchanged(cfn, stack: dict | None, template_body: str, params: dict[str, 
 
 
 def deploy(cfn, target: Target, template_body: str, params: dict[str, str], *,
-           progress: Progress = lambda _msg: None, timeout: float = 900) -> DeployResult:
+           progress: Progress = no_progress, timeout: float = 900) -> DeployResult:
     started = time.monotonic()
     stack = describe_stack(cfn, target)
     if is_unchanged(cfn, stack, template_body, params):
@@ -139,7 +147,7 @@ def deploy(cfn, target: Target, template_body: str, params: dict[str, str], *,
                            "fix the template or parameters; `cfn-lint cloudformation/template.yaml` helps")
     changes = [c["ResourceChange"] for c in described.get("Changes", []) if "ResourceChange" in c]
     for c in changes:
-        progress(f"{c.get('Action', '?'):<7} {c.get('LogicalResourceId')} ({c.get('ResourceType')})")
+        progress(f"{c.get('Action', '?'):<7} {c.get('LogicalResourceId')} ({c.get('ResourceType')})", detail=True)
     since = time.time() - 1
     cfn.execute_change_set(ChangeSetName=cs["Id"])
     status, events = follow_stack(cfn, target.stack_name, since, progress, timeout)
@@ -192,7 +200,8 @@ def follow_stack(cfn, stack_name: str, since: float, progress: Progress, timeout
         for ev in reversed(fresh):
             events.append(ev)
             reason = f" — {ev['ResourceStatusReason']}" if ev.get("ResourceStatusReason") else ""
-            progress(f"{ev['ResourceStatus']:<20} {ev['LogicalResourceId']}{reason}")
+            progress(f"{ev['ResourceStatus']:<20} {ev['LogicalResourceId']}{reason}",
+                     detail=not ev["ResourceStatus"].endswith("_FAILED"))
         if not status.endswith("_IN_PROGRESS"):
             return status, events
         if time.monotonic() > deadline:
@@ -208,7 +217,7 @@ def first_failure(events: list[dict]) -> str | None:
     return None
 
 
-def delete_stack(cfn, target: Target, *, progress: Progress = lambda _m: None, timeout: float = 900) -> bool:
+def delete_stack(cfn, target: Target, *, progress: Progress = no_progress, timeout: float = 900) -> bool:
     if describe_stack(cfn, target) is None:
         return False
     since = time.time() - 1

@@ -24,7 +24,7 @@ class UpResult:
 
 
 def bring_up(clients: Clients, target: Target, *, overrides: dict[str, str] | None = None,
-             warm: bool = True, progress: dep.Progress = lambda _m: None,
+             warm: bool = True, progress: dep.Progress = dep.no_progress,
              ready: Callable[[], None] = lambda: None) -> UpResult:
     """`ready()` is called just before the first network call (the engine may still be booting)."""
     timings: dict[str, float] = {}
@@ -43,7 +43,7 @@ def bring_up(clients: Clients, target: Target, *, overrides: dict[str, str] | No
         progress(f"created artifact bucket {bucket}")
     uploaded = dep.upload_artifacts(clients.s3, bucket, owner, artifacts)
     for key in uploaded:
-        progress(f"uploaded {key}")
+        progress(f"uploaded {key}", detail=True)
     timings["upload"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -58,8 +58,10 @@ def bring_up(clients: Clients, target: Target, *, overrides: dict[str, str] | No
     with ThreadPoolExecutor(max_workers=1) as pool:
         # Warm-up (CPU-bound cold starts in the workers) overlaps the concurrency calls.
         t = time.perf_counter()
-        warming = pool.submit(dep.warm_functions, clients.lambda_, list(stack.functions.values())) \
-            if warm and result.changed else None
+        warming = None
+        if warm and result.changed:
+            progress(f"warming {len(stack.functions)} functions", detail=True)
+            warming = pool.submit(dep.warm_functions, clients.lambda_, list(stack.functions.values()))
         if target.local:
             applied = dep.apply_declared_concurrency(clients.cloudformation, clients.lambda_, target,
                                                      dep.load_template(template_path), params)
