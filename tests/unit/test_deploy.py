@@ -22,7 +22,7 @@ def test_load_template_keeps_intrinsics_as_cloudformation_json(template):
 
 def test_declared_concurrency_of_the_real_template_uses_parameter_defaults(template):
     assert declared_concurrency(template, {}) == {
-        "TaskApiFunction": 8, "EventProcessorFunction": 2, "WorkflowStepsFunction": 8}
+        "TaskApiFunction": 6, "EventProcessorFunction": 2, "WorkflowStepsFunction": 4}
 
 
 def test_declared_concurrency_follows_parameter_overrides(template):
