@@ -109,6 +109,7 @@ def emulator_env(target: Target, wd: Path, *, extra: dict[str, str] | None = Non
         "AUTH": "true",  # every handler call checked against its role, as on AWS
         "MINISTACK_REGION": target.region,
         "TMPDIR": str(wd / "tmp"),  # worker temp dirs land here and go with `local stop`
+        "STATE_DIR": str(wd / "state"),  # the engine's own files stay in tmctl's state dir, not /tmp
         "LOG_LEVEL": env.get("TMCTL_EMULATOR_LOG_LEVEL", "WARNING"),
     })
     env.update(extra or {})
