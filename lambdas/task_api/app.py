@@ -117,6 +117,7 @@ class TaskService:
                            f"task '{task_id}' is stored but its event was not published; "
                            "repeat the same request to retry") from err
         at = now_iso()
+        queued = to_value([{"step": "queued", "outcome": "ok", "at": at, "detail": sent["MessageId"]}])
         try:
             got = self.ddb.update_item(
                 TableName=self.table, Key={"taskID": {"S": task_id}},
@@ -125,7 +126,7 @@ class TaskService:
                 ExpressionAttributeNames={"#s": "status", "#h": "history", "#e": "error"},
                 ExpressionAttributeValues={
                     ":queued": {"S": Status.QUEUED}, ":pending": {"S": Status.PENDING}, ":at": {"S": at},
-                    ":h": to_value([{"step": "queued", "outcome": "ok", "at": at, "detail": sent["MessageId"]}]),
+                    ":h": queued,
                 },
                 ReturnValues="ALL_NEW",
             )
@@ -139,9 +140,7 @@ class TaskService:
                 TableName=self.table, Key={"taskID": {"S": task_id}},
                 UpdateExpression="SET #h = list_append(#h, :h)", ConditionExpression="attribute_exists(taskID)",
                 ExpressionAttributeNames={"#h": "history"},
-                ExpressionAttributeValues={
-                    ":h": to_value([{"step": "queued", "outcome": "ok", "at": at, "detail": sent["MessageId"]}])},
-                ReturnValues="ALL_NEW")
+                ExpressionAttributeValues={":h": queued}, ReturnValues="ALL_NEW")
             item = from_item(got["Attributes"])
         logger.info("task accepted", extra={"taskID": task_id, "status": item["status"]})
         return 202, item

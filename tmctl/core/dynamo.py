@@ -5,21 +5,24 @@ from __future__ import annotations
 from decimal import Decimal
 
 
-def plain(value):
+def _plain(value):
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
+        return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list | set):
-        return [plain(v) for v in value]
+        return [_plain(v) for v in value]
     return value
 
 
-def get_task_item(ddb, table: str, task_id: str) -> dict | None:
+def from_item(item: dict) -> dict:
+    """A DynamoDB item (wire format) as plain Python values."""
     from boto3.dynamodb.types import TypeDeserializer
 
-    got = ddb.get_item(TableName=table, Key={"taskID": {"S": task_id}}, ConsistentRead=True)
-    if "Item" not in got:
-        return None
     de = TypeDeserializer()
-    return {k: plain(de.deserialize(v)) for k, v in got["Item"].items()}
+    return {k: _plain(de.deserialize(v)) for k, v in item.items()}
+
+
+def get_task_item(ddb, table: str, task_id: str) -> dict | None:
+    got = ddb.get_item(TableName=table, Key={"taskID": {"S": task_id}}, ConsistentRead=True)
+    return from_item(got["Item"]) if "Item" in got else None

@@ -30,7 +30,6 @@ class Engine:
     name: str  # ministack | localstack
     version: str
     endpoint: str
-    services: dict
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,7 @@ def probe(endpoint: str, timeout: float = 0.5) -> Engine | None:
     for name, path in HEALTH_PATHS:
         body = _get_json(endpoint + path, timeout)
         if body is not None:
-            return Engine(name, str(body.get("version", "?")), endpoint, body.get("services") or {})
+            return Engine(name, str(body.get("version", "?")), endpoint)
     return None
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 
 from tmctl.core.api import TaskApi
-from tmctl.core.dynamo import plain
+from tmctl.core.dynamo import from_item
 
 CLIENT_FIELDS = ("taskID", "title", "description", "priority", "dueDate")
 
@@ -16,15 +16,12 @@ CLIENT_FIELDS = ("taskID", "title", "description", "priority", "dueDate")
 def stuck_pending(ddb, table: str, older_than: float) -> list[dict]:
     cutoff = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=older_than)).isoformat(timespec="milliseconds")
     cutoff = cutoff.replace("+00:00", "Z")
-    from boto3.dynamodb.types import TypeDeserializer
-
-    de = TypeDeserializer()
     found = []
     for page in ddb.get_paginator("query").paginate(
             TableName=table, IndexName="byStatus", KeyConditionExpression="#s = :p AND createdAt <= :cut",
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues={":p": {"S": "PENDING"}, ":cut": {"S": cutoff}}):
-        found += [plain({k: de.deserialize(v) for k, v in item.items()}) for item in page["Items"]]
+        found += [from_item(item) for item in page["Items"]]
     return found
 
 

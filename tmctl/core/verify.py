@@ -86,11 +86,15 @@ def verify(ddb, sqs, sfn, stack: StackInfo, *, task_id: str | None = None, timeo
            f"message {queued.get('detail', '?')} to {stack.queue_url.rsplit('/', 1)[-1]}" if queued
            else "the task has no 'queued' step: its event was not published")
 
+    names: list[str] = []  # found once: the workflow records it on the task when it starts
+
     def execution() -> tuple[str, str]:
-        # The workflow records its execution name on the task when it starts.
-        name = execution_name_of(get_task_item(ddb, stack.table, task_id) or {})
-        if name is None:
-            return "", f"no workflow has started for {task_id}"
+        if not names:
+            found = execution_name_of(get_task_item(ddb, stack.table, task_id) or {})
+            if found is None:
+                return "", f"no workflow has started for {task_id}"
+            names.append(found)
+        name = names[0]
         try:
             ex = sfn.describe_execution(executionArn=execution_arn(stack.state_machine_arn, name))
         except ClientError as err:
