@@ -19,9 +19,42 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
+def hoist_global_options(args: list[str], options: dict[str, bool]) -> list[str]:
+    """Global options may follow the subcommand, as aws CLI and kubectl users type
+    them (`tmctl task list --output json`): move each one (with its value) to the
+    front, where the root command parses it. `options` maps each name to whether
+    it takes a value; nothing after a bare `--` is touched."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if token == "--":
+            rest += args[i:]
+            break
+        name = token.split("=", 1)[0]
+        if name in options:
+            front.append(token)
+            if options[name] and "=" not in token and i + 1 < len(args):
+                front.append(args[i + 1])
+                i += 1
+        else:
+            rest.append(token)
+        i += 1
+    return front + rest
+
+
 class TmctlGroup(TyperGroup):
-    """The one place errors become exit codes: domain errors carry their own,
-    botocore errors are mapped by their code, anything else is a one-line bug report."""
+    """The root command. Accepts its options anywhere on the line, and is the one
+    place errors become exit codes: domain errors carry their own, botocore
+    errors are mapped by their code, anything else is a one-line bug report."""
+
+    def parse_args(self, ctx, args):
+        if ctx.parent is None:
+            options = {name: not p.is_flag for p in self.params if p.param_type_name == "option"
+                       for name in p.opts + p.secondary_opts if name not in ctx.help_option_names}
+            args = hoist_global_options(list(args), options)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
         from tmctl.core.errors import ExitCode, TmctlError, from_client_error
@@ -57,7 +90,8 @@ app = typer.Typer(
     name="tmctl",
     cls=TmctlGroup,
     help="Bring the Task Manager stack up on a local emulator or AWS, and drive it: tasks, queues, workflows.\n\n"
-         "Example: tmctl up --local && tmctl --local task create --title 'write docs' --wait",
+         "Global options may come before or after the subcommand.\n\n"
+         "Example: tmctl up --local && tmctl task create --title 'write docs' --wait --local",
     no_args_is_help=True,
     # Plain help: Rich's import alone costs more than the whole help should take.
     rich_markup_mode=None,

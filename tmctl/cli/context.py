@@ -1,17 +1,18 @@
-"""Shared state on ctx.obj, built once in the root callback."""
+"""Shared state on ctx.obj, built once in the root callback. Global options
+(`--local`, `--stage`, `--output`, …) live here whether they were typed
+before or after the subcommand."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import typer
 
 if TYPE_CHECKING:
+    from tmctl.core.backend import Backend
+    from tmctl.core.stack import StackInfo
     from tmctl.core.target import Clients, Target
-
-LocalFlag = Annotated[bool, typer.Option("--local", help="Target the local emulator (default endpoint "
-                                         "http://localhost:4566; TMCTL_LOCAL=1 makes it the default).")]
 
 
 @dataclass
@@ -23,7 +24,7 @@ class State:
     stage: str | None = None
     output: str | None = None  # table | json | None (auto: table on a TTY)
     debug: bool = False
-    _clients: dict = field(default_factory=dict)
+    _cache: dict = field(default_factory=dict)
 
     def target(self, local: bool = False) -> Target:
         from tmctl.core.target import resolve_target
@@ -35,9 +36,30 @@ class State:
         from tmctl.core.target import Clients
 
         target = self.target(local)
-        if target not in self._clients:
-            self._clients[target] = Clients(target)
-        return self._clients[target]
+        key = ("clients", target)
+        if key not in self._cache:
+            self._cache[key] = Clients(target)
+        return self._cache[key]
+
+    def stack(self) -> StackInfo:
+        """The deployed stack's outputs, read once per command."""
+        from tmctl.core.stack import load_stack
+
+        target = self.target()
+        key = ("stack", target)
+        if key not in self._cache:
+            self._cache[key] = load_stack(self.clients().cloudformation, target)
+        return self._cache[key]
+
+    def backend(self) -> Backend:
+        """AWS, or whichever engine answers the local endpoint (tmctl.core.backend decides)."""
+        from tmctl.core.backend import detect
+
+        target = self.target()
+        key = ("backend", target)
+        if key not in self._cache:
+            self._cache[key] = detect(target)
+        return self._cache[key]
 
 
 def state(ctx: typer.Context) -> State:

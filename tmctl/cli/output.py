@@ -117,3 +117,19 @@ def status_style(status: str) -> str:
 def styled(status: str) -> str:
     style = status_style(status)
     return f"[{style}]{status}[/{style}]" if style else status
+
+
+def confirm(question: str, *, yes: bool) -> None:
+    """The one question before anything destructive. `--yes` skips it; with no
+    terminal on stdin and no `--yes` there is nobody to ask: a usage error."""
+    from tmctl.core.errors import TmctlError, UsageError
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(f"{question.rstrip('?')}: refusing without a terminal to ask",
+                         "pass --yes to go ahead without the question")
+    import typer
+
+    if not typer.confirm(question, default=False, err=True):
+        raise TmctlError("cancelled; nothing was changed")

@@ -5,12 +5,11 @@ from typing import Annotated
 import typer
 
 from tmctl.cli import output as out
-from tmctl.cli.context import LocalFlag, state
+from tmctl.cli.context import state
 
 
 def up(
     ctx: typer.Context,
-    local: LocalFlag = False,
     param: Annotated[list[str] | None, typer.Option(
         "--param", "-p", help="Template parameter override KEY=VALUE (repeatable).")] = None,
     no_warm: Annotated[bool, typer.Option("--no-warm", help="Skip warming the functions.")] = False,
@@ -25,7 +24,7 @@ def up(
     from tmctl.core.up import bring_up
 
     st = state(ctx)
-    target = st.target(local)
+    target = st.target()
     overrides = {}
     for item in param or []:
         key, sep, value = item.partition("=")
@@ -42,7 +41,7 @@ def up(
 
     out.progress(f"deploying {target.describe()}")
     with out.Reporter(f"deploying {target.stack_name}") as report:
-        result = bring_up(st.clients(local), target, overrides=overrides, warm=not no_warm, progress=report,
+        result = bring_up(st.clients(), target, overrides=overrides, warm=not no_warm, progress=report,
                           ready=ready)
     if report.count:
         out.progress(f"{len(result.uploaded)} artifact(s) uploaded, {len(result.deploy.changes)} resource "
@@ -67,7 +66,6 @@ def up(
 
 def down(
     ctx: typer.Context,
-    local: LocalFlag = False,
     stop_emulator: Annotated[bool, typer.Option("--stop-emulator", help="Also stop the embedded emulator.")] = False,
 ) -> None:
     """Delete the stack (the artifact bucket stays).
@@ -78,18 +76,18 @@ def down(
     from tmctl.core.deploy import delete_stack
 
     st = state(ctx)
-    target = st.target(local)
+    target = st.target()
     if target.local:
         emulator.require_engine(target)
     with out.Reporter(f"deleting {target.stack_name}") as report:
-        deleted = delete_stack(st.clients(local).cloudformation, target, progress=report)
+        deleted = delete_stack(st.clients().cloudformation, target, progress=report)
     out.progress(f"deleted {target.stack_name}" if deleted else f"{target.stack_name} did not exist")
     if stop_emulator and target.local:
         pid = emulator.stop(target)
         out.progress(f"stopped emulator pid {pid}" if pid else "no emulator started by tmctl on this port")
 
 
-def status(ctx: typer.Context, local: LocalFlag = False) -> None:
+def status(ctx: typer.Context) -> None:
     """Every component at a glance: stack, API, queue and DLQ depth, executions by status.
 
     Exit code 5 when something is unhealthy (API down, DLQ not empty, stack failed).
@@ -100,12 +98,12 @@ def status(ctx: typer.Context, local: LocalFlag = False) -> None:
     from tmctl.core.stack import load_stack
 
     st = state(ctx)
-    target = st.target(local)
+    target = st.target()
     engine = ""
     if target.local:
         eng = emulator.require_engine(target)
         engine = f"{eng.name} {eng.version} on {target.endpoint_url}"
-    c = st.clients(local)
+    c = st.clients()
     info = load_stack(c.cloudformation, target)
     s = stack_status(c.sqs, c.stepfunctions, c.lambda_, info, engine or f"AWS {target.region}")
 
@@ -135,7 +133,6 @@ def status(ctx: typer.Context, local: LocalFlag = False) -> None:
 
 def verify(
     ctx: typer.Context,
-    local: LocalFlag = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the workflow.")] = 60.0,
 ) -> None:
     """The seed's acceptance in one command: POST a task, then check its DynamoDB item,
@@ -148,8 +145,8 @@ def verify(
     from tmctl.core.verify import verify as run_verify
 
     st = state(ctx)
-    c = st.clients(local)
-    info = load_stack(c.cloudformation, st.target(local))
+    c = st.clients()
+    info = load_stack(c.cloudformation, st.target())
     result = run_verify(c.dynamodb, c.sqs, c.stepfunctions, info, timeout=timeout,
                         on_check=lambda ch: out.progress(f"{'pass' if ch.passed else 'FAIL'}  {ch.name}"))
     data = {"taskID": result.task_id, "passed": result.passed, "checks": result.checks}

@@ -5,20 +5,17 @@ from typing import Annotated
 import typer
 
 from tmctl.cli import output as out
-from tmctl.cli.context import LocalFlag, state
+from tmctl.cli.context import state
 
 app = typer.Typer(help="Create and read tasks through the HTTP API.\n\n"
                        "Example: tmctl --local task create --title 'write docs' --wait",
                   no_args_is_help=True)
 
 
-def _api(ctx: typer.Context, local: bool):
+def _api(ctx: typer.Context):
     from tmctl.core.api import TaskApi
-    from tmctl.core.stack import load_stack
 
-    st = state(ctx)
-    info = load_stack(st.clients(local).cloudformation, st.target(local))
-    return TaskApi(info.api_url)
+    return TaskApi(state(ctx).stack().api_url)
 
 
 def _task_rows(task: dict) -> list:
@@ -51,7 +48,6 @@ def create(
     due: Annotated[str | None, typer.Option("--due", help="Due date, YYYY-MM-DD.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the task to COMPLETED or FAILED.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 60.0,
-    local: LocalFlag = False,
 ) -> None:
     """POST /tasks. With --wait, exit 1 unless the task ends COMPLETED.
 
@@ -59,7 +55,7 @@ def create(
     """
     from tmctl.core.api import new_task_id, ok, wait_final
 
-    api = _api(ctx, local)
+    api = _api(ctx)
     body = {"taskID": task_id or new_task_id(), "title": title, "description": description,
             "priority": priority, "dueDate": due}
     task = ok(api.create({k: v for k, v in body.items() if v is not None}))
@@ -76,15 +72,14 @@ def create(
 
 
 @app.command("get")
-def get(ctx: typer.Context, task_id: Annotated[str, typer.Argument(help="The taskID.")],
-        local: LocalFlag = False) -> None:
+def get(ctx: typer.Context, task_id: Annotated[str, typer.Argument(help="The taskID.")]) -> None:
     """GET /tasks/{taskID}: the task with its history.
 
     Example: tmctl --local task get task-173
     """
     from tmctl.core.api import ok
 
-    task = ok(_api(ctx, local).get(task_id))
+    task = ok(_api(ctx).get(task_id))
     out.emit(state(ctx), task, lambda: _render_task(task))
 
 
@@ -94,7 +89,6 @@ def list_(
     status: Annotated[str | None, typer.Option(help="PENDING, QUEUED, PROCESSING, COMPLETED or FAILED.")] = None,
     limit: Annotated[int, typer.Option(help="Page size (1-100).")] = 20,
     next_token: Annotated[str | None, typer.Option("--next-token", help="Continue from a previous page.")] = None,
-    local: LocalFlag = False,
 ) -> None:
     """GET /tasks, optionally by status, one page at a time.
 
@@ -102,7 +96,7 @@ def list_(
     """
     from tmctl.core.api import ok
 
-    page = ok(_api(ctx, local).list(status.upper() if status else None, limit, next_token))
+    page = ok(_api(ctx).list(status.upper() if status else None, limit, next_token))
 
     def render():
         parts = [out.table(None, ["taskID", "status", "priority", "title", "updatedAt"], [
@@ -120,7 +114,6 @@ def republish(
     ctx: typer.Context,
     older_than: Annotated[float, typer.Option(help="Only tasks PENDING for at least this many seconds.")] = 60.0,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List them; publish nothing.")] = False,
-    local: LocalFlag = False,
 ) -> None:
     """Find tasks stuck PENDING (stored, event never published) and publish them
     again, by replaying each one's identical create through the API.
@@ -132,8 +125,8 @@ def republish(
     from tmctl.core.stack import load_stack
 
     st = state(ctx)
-    c = st.clients(local)
-    info = load_stack(c.cloudformation, st.target(local))
+    c = st.clients()
+    info = load_stack(c.cloudformation, st.target())
     results = republish_pending(c.dynamodb, info.table, TaskApi(info.api_url), older_than=older_than,
                                 dry_run=dry_run)
     out.emit(st, results, lambda: out.table(None, ["taskID", "createdAt", "result"], [

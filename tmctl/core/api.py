@@ -83,13 +83,10 @@ def ok(resp: Response) -> dict:
 
 def wait_final(api: TaskApi, task_id: str, timeout: float = 60.0, interval: float = 0.1) -> dict:
     """Poll until the task is COMPLETED or FAILED (or the timeout passes)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        task = ok(api.get(task_id))
-        if task.get("status") in FINAL or time.monotonic() > deadline:
-            return task
-        time.sleep(interval)
-        interval = min(1.0, interval * 1.5)
+    from tmctl.core.wait import poll
+
+    return poll(lambda: ok(api.get(task_id)), lambda task: task.get("status") in FINAL, timeout=timeout,
+                interval=interval)
 
 
 def new_task_id() -> str:

@@ -15,6 +15,7 @@ from tmctl.core.errors import DeployFailed, from_client_error
 from tmctl.core.package import Artifact
 from tmctl.core.stack import describe_stack
 from tmctl.core.target import Target
+from tmctl.core.wait import pauses
 
 TEMPLATE_FILE = "cloudformation/template.yaml"
 CAPABILITIES = ["CAPABILITY_IAM"]
@@ -161,10 +162,7 @@ def deploy(cfn, target: Target, template_body: str, params: dict[str, str], *,
 
 def _pauses():
     """Poll quickly first (an emulator settles in milliseconds), then back off to AWS's pace."""
-    delay = POLL_FIRST
-    while True:
-        yield delay
-        delay = min(POLL_MAX, delay * 1.5)
+    return pauses(POLL_FIRST, POLL_MAX)
 
 
 def wait_change_set(cfn, change_set_id: str, timeout: float = 300) -> dict:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -16,8 +15,7 @@ from tmctl.core.dynamo import get_task_item
 from tmctl.core.errors import TmctlError
 from tmctl.core.inspect import queue_depth
 from tmctl.core.stack import StackInfo
-
-T = TypeVar("T")
+from tmctl.core.wait import poll
 
 
 @dataclass
@@ -45,16 +43,6 @@ def execution_arn(state_machine_arn: str, name: str) -> str:
 def execution_name_of(task: dict) -> str | None:
     """The execution name the workflow wrote on the task's 'started' step."""
     return next((h.get("detail") for h in task.get("history", []) if h.get("step") == "started"), None)
-
-
-def _poll(fetch: Callable[[], T], done: Callable[[T], bool], timeout: float) -> T:
-    deadline, delay = time.monotonic() + timeout, 0.05
-    while True:
-        value = fetch()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(delay)
-        delay = min(0.5, delay * 1.5)
 
 
 def verify(ddb, sqs, sfn, stack: StackInfo, *, task_id: str | None = None, timeout: float = 60.0,
@@ -102,10 +90,11 @@ def verify(ddb, sqs, sfn, stack: StackInfo, *, task_id: str | None = None, timeo
         took = f" in {(ex['stopDate'] - ex['startDate']).total_seconds():.2f}s" if ex.get("stopDate") else ""
         return ex["status"], f"{ex['status']} ({ex['name']}){took}"
 
-    status, detail = _poll(execution, lambda r: r[0] != "", timeout)
+    status, detail = poll(execution, lambda r: r[0] != "", timeout=timeout, max_interval=0.5)
     if not record("Workflow execution started", status != "", detail):
         return result
-    status, detail = _poll(execution, lambda r: r[0] not in {"", "RUNNING"}, timeout)
+    status, detail = poll(execution, lambda r: r[0] not in {"", "RUNNING"}, timeout=timeout,
+                          max_interval=0.5)
     record("Workflow execution finished", status == "SUCCEEDED", detail)
 
     final = get_task_item(ddb, stack.table, task_id) or {}
