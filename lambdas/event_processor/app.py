@@ -2,8 +2,10 @@
 
 Powertools' BatchProcessor reports per-record failures, so one bad record
 never fails its neighbours. A failed record's visibility is shortened with
-backoff, so retries (and the DLQ after maxReceiveCount) come in seconds rather
-than after the queue's whole visibility timeout."""
+backoff, so retries come in seconds rather than after the queue's whole
+visibility timeout. On its last receive (maxReceiveCount) a failing record is
+going to the DLQ: the task is marked DEAD_LETTERED with the error, and the
+record is released at once so SQS moves it there on the next poll."""
 
 from __future__ import annotations
 
@@ -15,11 +17,11 @@ import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from taskcore.aws import BOTO_CONFIG
 from taskcore.config import injected_failure
-from taskcore.dynamo import from_item
-from taskcore.model import TASK_ID_PATTERN, execution_name, workflow_view
+from taskcore.dynamo import from_item, to_value
+from taskcore.model import TASK_ID_PATTERN, Status, execution_name, now_iso, workflow_view
 
 logger = Logger(service="event-processor")
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -29,6 +31,7 @@ QUEUE_URL = os.environ.get("QUEUE_URL", "")
 TABLE = os.environ.get("TABLE_NAME", "")
 RETRY_BASE_SECONDS = int(os.environ.get("RETRY_BASE_SECONDS", "2"))
 RETRY_MAX_SECONDS = int(os.environ.get("RETRY_MAX_SECONDS", "60"))
+MAX_RECEIVE_COUNT = int(os.environ.get("MAX_RECEIVE_COUNT", "3"))  # the queue's redrive policy
 
 
 class PoisonEvent(Exception):
@@ -97,7 +100,49 @@ def start_workflow(sfn, state_machine_arn: str, event: TaskEvent, task: dict) ->
 
 
 def retry_delay(receive_count: int) -> int:
+    """Back-off before the next receive; none after the last one, when the
+    record's next stop is the DLQ and waiting would only delay it."""
+    if receive_count >= MAX_RECEIVE_COUNT:
+        return 0
     return min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** max(0, receive_count - 1))
+
+
+def task_id_of(record: SQSRecord) -> str | None:
+    """The taskID of a record whose body may be unusable: the body's, else its message attribute."""
+    try:
+        body = json.loads(record.body)
+    except ValueError:
+        body = None
+    value = body.get("taskID") if isinstance(body, dict) else None
+    if not isinstance(value, str):
+        attr = (record.message_attributes or {}).get("taskID")
+        value = attr.get("stringValue") if isinstance(attr, dict) else None
+    return value if isinstance(value, str) and TASK_ID_PATTERN.fullmatch(value) else None
+
+
+def mark_dead_lettered(ddb, table: str, task_id: str, error: Exception, receives: int, message_id: str) -> bool:
+    """Record on the task that its event is going to the DLQ: status
+    DEAD_LETTERED, the last error and when. Only a task the workflow never took
+    (PENDING, QUEUED, or dead-lettered before and redriven) moves; True if it did."""
+    at = now_iso()
+    failure = {"code": type(error).__name__, "message": str(error)[:500], "at": at,
+               "receiveCount": receives, "messageId": message_id}
+    entry = {"step": "dead-lettered", "outcome": "failed", "at": at,
+             "detail": f"{failure['code']}: {failure['message']} (after {receives} receives)"}
+    try:
+        ddb.update_item(
+            TableName=table, Key={"taskID": {"S": task_id}},
+            UpdateExpression="SET #s = :dead, #e = :e, updatedAt = :at, #h = list_append(#h, :h)",
+            ConditionExpression="#s IN (:pending, :queued, :dead)",
+            ExpressionAttributeNames={"#s": "status", "#e": "error", "#h": "history"},
+            ExpressionAttributeValues={":dead": {"S": Status.DEAD_LETTERED}, ":pending": {"S": Status.PENDING},
+                                       ":queued": {"S": Status.QUEUED}, ":e": to_value(failure),
+                                       ":at": {"S": at}, ":h": to_value([entry])})
+        return True
+    except ClientError as err:
+        if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return False  # no such task, or the workflow has it: nothing to mark
+        raise
 
 
 def record_handler(record: SQSRecord) -> None:
@@ -112,13 +157,21 @@ def record_handler(record: SQSRecord) -> None:
     except Exception as err:
         receives = int(record.attributes.approximate_receive_count or 1)
         delay = retry_delay(receives)
-        logger.warning("record failed; retrying later", extra={
-            "messageId": record.message_id, "receiveCount": receives, "retryInSeconds": delay,
+        task_id = task_id_of(record)
+        last = receives >= MAX_RECEIVE_COUNT
+        logger.warning("record failed; " + ("going to the DLQ" if last else "retrying later"), extra={
+            "taskID": task_id, "messageId": record.message_id, "receiveCount": receives, "retryInSeconds": delay,
             "error": f"{type(err).__name__}: {err}"})
+        if last and task_id:
+            try:
+                mark_dead_lettered(clients.ddb, TABLE, task_id, err, receives, record.message_id)
+            except (ClientError, BotoCoreError):
+                # The message still goes to the DLQ; `tmctl task reconcile` finds the task.
+                logger.exception("could not mark the task dead-lettered", extra={"taskID": task_id})
         try:
             clients.sqs.change_message_visibility(QueueUrl=QUEUE_URL, ReceiptHandle=record.receipt_handle,
                                                   VisibilityTimeout=delay)
-        except ClientError:
+        except (ClientError, BotoCoreError):
             logger.exception("could not shorten the visibility; the queue's timeout applies")
         raise
 

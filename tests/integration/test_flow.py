@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import uuid
 
 import pytest
@@ -98,20 +99,29 @@ def dlq_messages(env) -> list[dict]:
     return got.get("Messages", [])
 
 
-def test_processor_failure_lands_in_the_dlq_after_max_receives(env):
+def test_processor_failure_lands_in_the_dlq_and_the_task_says_dead_lettered(env):
     # GIVEN the failure switch fails every poison-* event in the processor
     task_id = uid("poison")
+    posted = time.monotonic()
     assert env.api.create({"taskID": task_id}).status == 202
-    # THEN within seconds (visibility shortened with backoff) it is in the DLQ, after maxReceiveCount receives
+    # THEN within seconds (back-off 1 + 2 s, none after the last receive) it is in the DLQ
     mine = wait_for(lambda: [m for m in dlq_messages(env) if json.loads(m["Body"])["taskID"] == task_id],
-                    bool, timeout=30)
+                    bool, timeout=30, interval=0.05)
+    took = time.monotonic() - posted
     assert mine, "the poison event never reached the DLQ"
+    # (the target is 5 s; 8 s here leaves room for a loaded CI machine, benchmarks report the figure)
+    assert took < 8, f"poison POST -> DLQ took {took:.1f}s"
     max_receives = int(env.stack.parameters.get("MaxReceiveCount", "3"))
     assert int(mine[0]["Attributes"]["ApproximateReceiveCount"]) >= max_receives
     assert mine[0]["MessageAttributes"]["taskID"]["StringValue"] == task_id
-    # No workflow ever started, and the task says where it stopped.
+    # No workflow ever started, and the task says where it stopped, why and when.
     assert executions_of(env, task_id) == []
-    assert env.api.get(task_id).body["status"] == "QUEUED"
+    task = env.api.get(task_id).body
+    assert task["status"] == "DEAD_LETTERED", task
+    assert task["error"]["code"] == "InjectedFailure" and task["error"]["receiveCount"] == max_receives
+    assert [h["step"] for h in task["history"]] == ["created", "queued", "dead-lettered"]
+    listed = env.api.list(status="DEAD_LETTERED", limit=100).body["items"]
+    assert task_id in {t["taskID"] for t in listed}
     # Leave the DLQ empty for the other tests (verify checks it).
     env.clients.sqs.delete_message(QueueUrl=env.stack.dlq_url, ReceiptHandle=mine[0]["ReceiptHandle"])
 

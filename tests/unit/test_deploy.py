@@ -48,3 +48,14 @@ def test_stack_parameters_fill_every_template_parameter_without_a_default(templa
     required = {name for name, spec in template["Parameters"].items() if "Default" not in spec}
     assert required <= set(params)
     assert params["ArtifactBucket"] == "bucket" and params["Stage"] == "dev"
+
+
+def test_local_stacks_get_local_values_that_overrides_still_beat(template, tmp_path):
+    # An emulator gets the fast back-off (a poison event in the DLQ within seconds); AWS keeps the
+    # template's default; an explicit --param wins over both.
+    local, aws = resolve_target(local=True, env={}), resolve_target(env={})
+
+    assert stack_parameters(local, "b", [])["RetryBaseSeconds"] == "1"
+    assert "RetryBaseSeconds" not in stack_parameters(aws, "b", [])
+    assert stack_parameters(local, "b", [], {"RetryBaseSeconds": "5"})["RetryBaseSeconds"] == "5"
+    assert set(stack_parameters(local, "b", [])) <= set(template["Parameters"])

@@ -296,12 +296,12 @@ def test_failure_injection_fails_only_matching_records_with_backoff(
         event_processor, lambda_context, batch, stack, sqs_stub, load_event):
     # GIVEN the switch in SSM (the template's parameter) targets poison-* in the processor
     stack.set_failure_rules([{"at": "processor", "match": "poison-*"}])
-    event = batch(task_body("poison-1"), receive_counts=("3", "1"))
+    event = batch(task_body("poison-1"), receive_counts=("2", "1"))
     poison = event["Records"][0]
-    # and the retry backoff for a 3rd receive is what the queue is told
+    # and the retry backoff for a 2nd receive is what the queue is told
     sqs_stub.add_response("change_message_visibility", {}, {
         "QueueUrl": stack.queue_url, "ReceiptHandle": poison["receiptHandle"],
-        "VisibilityTimeout": event_processor.retry_delay(3)})
+        "VisibilityTimeout": event_processor.retry_delay(2)})
 
     # WHEN handled
     result = event_processor.handler(event, lambda_context)
@@ -310,8 +310,74 @@ def test_failure_injection_fails_only_matching_records_with_backoff(
     # other task proceeds
     assert result == {"batchItemFailures": [{"itemIdentifier": poison["messageId"]}]}
     assert set(started(stack)) == {sample_name(load_event, 1)}
-    assert event_processor.retry_delay(3) == 8
+    assert event_processor.retry_delay(2) == 4
     sqs_stub.assert_no_pending_responses()
+
+
+def stored_task(stack, task_id: str, status: str = "QUEUED") -> dict:
+    item = TaskInput.parse({"taskID": task_id}).new_item(CREATED)
+    item["status"] = status
+    stack.put_item(item)
+    return item
+
+
+def test_last_receive_marks_the_task_dead_lettered_and_releases_the_record_at_once(
+        event_processor, lambda_context, batch, stack, sqs_stub, load_event):
+    # GIVEN a stored QUEUED task whose event fails in the processor, on its last allowed receive
+    stack.set_failure_rules([{"at": "processor", "match": "poison-*"}])
+    stored_task(stack, "poison-1")
+    last = str(stack.cfn.refs["MaxReceiveCount"])
+    event = batch(task_body("poison-1"), receive_counts=(last, "1"))
+    poison = event["Records"][0]
+    # THEN its visibility goes to 0: SQS moves it to the DLQ on the next poll, no back-off wait
+    sqs_stub.add_response("change_message_visibility", {}, {
+        "QueueUrl": stack.queue_url, "ReceiptHandle": poison["receiptHandle"], "VisibilityTimeout": 0})
+
+    result = event_processor.handler(event, lambda_context)
+
+    assert result == {"batchItemFailures": [{"itemIdentifier": poison["messageId"]}]}
+    sqs_stub.assert_no_pending_responses()
+    # and the task says so: DEAD_LETTERED, the last error, when, and a history entry
+    task = stack.get_item("poison-1")
+    assert task["status"] == "DEAD_LETTERED"
+    assert task["error"]["code"] == "InjectedFailure" and "poison-1" in task["error"]["message"]
+    assert task["error"]["receiveCount"] == int(last) and task["error"]["messageId"] == poison["messageId"]
+    entry = task["history"][-1]
+    assert (entry["step"], entry["outcome"]) == ("dead-lettered", "failed")
+    assert entry["at"] == task["updatedAt"] == task["error"]["at"]
+
+
+def test_an_earlier_receive_does_not_mark_the_task(event_processor, lambda_context, batch, stack):
+    stack.set_failure_rules([{"at": "processor", "match": "poison-*"}])
+    stored_task(stack, "poison-1")
+
+    event_processor.handler(batch(task_body("poison-1"), receive_counts=("1", "1")), lambda_context)
+
+    assert stack.get_item("poison-1")["status"] == "QUEUED"
+
+
+@pytest.mark.parametrize("status", ["PROCESSING", "COMPLETED", "FAILED"])
+def test_a_task_the_workflow_already_has_is_never_marked_dead_lettered(
+        event_processor, lambda_context, batch, stack, status):
+    # GIVEN the workflow already moved the task on (its event fails only as a late duplicate)
+    stack.set_failure_rules([{"at": "processor", "match": "poison-*"}])
+    before = stored_task(stack, "poison-1", status)
+    last = str(stack.cfn.refs["MaxReceiveCount"])
+
+    event_processor.handler(batch(task_body("poison-1"), receive_counts=(last, "1")), lambda_context)
+
+    # THEN its status never moves backwards
+    assert stack.get_item("poison-1") == before
+
+
+def test_a_poison_body_without_a_task_is_dead_lettered_without_marking_anything(
+        event_processor, lambda_context, batch, stack):
+    last = str(stack.cfn.refs["MaxReceiveCount"])
+
+    result = event_processor.handler(batch("not json", receive_counts=(last, "1")), lambda_context)
+
+    assert len(result["batchItemFailures"]) == 1
+    assert stack.get_item("task-173") is None
 
 
 @pytest.mark.parametrize("rules", [
@@ -350,8 +416,16 @@ def test_production_stage_ignores_the_failure_switch(
 
 
 @pytest.mark.parametrize(("receives", "delay"), [(0, 2), (1, 2), (2, 4), (3, 8), (5, 32), (6, 60), (50, 60)])
-def test_retry_delay_doubles_per_receive_up_to_the_cap(event_processor, receives, delay):
+def test_retry_delay_doubles_per_receive_up_to_the_cap(event_processor, receives, delay, monkeypatch):
+    monkeypatch.setattr(event_processor, "MAX_RECEIVE_COUNT", 100)
     assert event_processor.retry_delay(receives) == delay
+
+
+def test_no_delay_after_the_last_receive(event_processor, stack):
+    # The DLQ is the record's next stop: back-off would only delay it.
+    last = stack.cfn.refs["MaxReceiveCount"]
+    assert event_processor.retry_delay(last) == event_processor.retry_delay(last + 1) == 0
+    assert event_processor.retry_delay(last - 1) > 0
 
 
 def test_retry_delay_stays_within_the_queue_visibility_timeout(event_processor, stack):
@@ -376,6 +450,7 @@ def test_module_reads_its_environment_from_the_template(event_processor, stack):
     assert stack.queue_url == event_processor.QUEUE_URL
     assert stack.table == event_processor.TABLE
     assert stack.cfn.refs["RetryBaseSeconds"] == event_processor.RETRY_BASE_SECONDS
+    assert stack.cfn.refs["MaxReceiveCount"] == event_processor.MAX_RECEIVE_COUNT
 
 
 def test_warmup_event_answers_without_touching_records(event_processor, lambda_context, stack):

@@ -91,7 +91,7 @@ CALLS = {
                     "dynamodb:Query", "sqs:SendMessage"} | LAMBDA_LOGS,
     "EventProcessorRole": {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
                            "sqs:ChangeMessageVisibility", "states:StartExecution", "ssm:GetParameter",
-                           "dynamodb:GetItem"} | LAMBDA_LOGS,
+                           "dynamodb:GetItem", "dynamodb:UpdateItem"} | LAMBDA_LOGS,
     "WorkflowStepsRole": {"ssm:GetParameter"} | LAMBDA_LOGS,
     "StateMachineRole": {"lambda:InvokeFunction", "dynamodb:UpdateItem"},
 }

@@ -158,7 +158,7 @@ class MiniStepFunctions:
     """Walks the deployed definition: Lambda states call the real handler,
     dynamodb:updateItem states call moto. Retries are not replayed (a repeated
     deterministic error ends the same way); Catch, ResultPath, Choice
-    (StringEquals), Pass Parameters and States.Format are."""
+    (StringEquals, IsPresent), Pass Parameters and States.Format are."""
 
     def __init__(self, stack, steps_handler, context):
         self.stack, self.steps_handler, self.context = stack, steps_handler, context
@@ -177,8 +177,7 @@ class MiniStepFunctions:
             if kind in {"Succeed", "Fail"}:
                 return name, data
             if kind == "Choice":
-                name = next((c["Next"] for c in state["Choices"]
-                             if self.path(c["Variable"], data, ctx) == c["StringEquals"]), state["Default"])
+                name = next((c["Next"] for c in state["Choices"] if self.matches(c, data, ctx)), state["Default"])
                 continue
             if kind == "Pass":
                 data = self.params(state["Parameters"], data, ctx)
@@ -196,6 +195,15 @@ class MiniStepFunctions:
             if state.get("End"):
                 return name, data
             name = state["Next"]
+
+    def matches(self, rule: dict, data: dict, ctx: dict) -> bool:
+        try:
+            value, present = self.path(rule["Variable"], data, ctx), True
+        except (KeyError, TypeError):
+            value, present = None, False
+        if "IsPresent" in rule:
+            return present == rule["IsPresent"]
+        return present and value == rule["StringEquals"]
 
     def task(self, state: dict, params: dict) -> dict:
         if state["Resource"] == "arn:aws:states:::dynamodb:updateItem":
@@ -353,3 +361,75 @@ def test_workflow_for_a_missing_task_creates_nothing(workflow, stack):
 
     assert end == "NothingToDo"
     assert stack.get_item("task-ghost") is None
+
+
+def dead_lettered_task(stack, task_id: str = "task-173") -> dict:
+    """A task whose event the processor gave up on (as it marks it)."""
+    item = queued_task(stack, task_id)
+    item["status"] = "DEAD_LETTERED"
+    item["error"] = {"code": "InjectedFailure", "message": "boom", "at": CREATED}
+    item["history"].append({"step": "dead-lettered", "outcome": "failed", "at": CREATED, "detail": "boom"})
+    stack.put_item(item)
+    return item
+
+
+def test_a_redriven_dead_lettered_task_records_the_redrive_and_completes(workflow, stack):
+    # GIVEN a dead-lettered task whose event came back from the DLQ
+    item = dead_lettered_task(stack)
+
+    # WHEN its (first) execution runs
+    end, _ = workflow.run(execution_input(item))
+
+    # THEN the redrive is on its history, the error is gone, and it runs to COMPLETED
+    assert end == "MarkCompleted"
+    assert "MarkRedriven" in workflow.visited
+    done = stack.get_item("task-173")
+    assert done["status"] == "COMPLETED" and "error" not in done
+    assert [h["step"] for h in done["history"]] == [
+        "created", "queued", "dead-lettered", "redriven", "started", "validate", "enrich", "process"]
+
+
+def failed_task(stack, task_id: str = "task-173") -> dict:
+    item = queued_task(stack, task_id)
+    item["status"] = "FAILED"
+    item["error"] = {"code": "InjectedFailure", "message": "boom", "at": CREATED}
+    item["history"] += [{"step": "started", "outcome": "ok", "at": CREATED, "detail": "task-173-first"},
+                        {"step": "failed", "outcome": "failed", "at": CREATED, "detail": "InjectedFailure"}]
+    stack.put_item(item)
+    return item
+
+
+def test_a_retried_failed_task_records_the_retry_and_completes(workflow, stack):
+    # GIVEN a FAILED task and `tmctl task retry`'s input (the original plus retry.of)
+    item = failed_task(stack)
+
+    end, _ = workflow.run({**execution_input(item), "retry": {"of": "task-173-first", "attempt": 1}})
+
+    assert end == "MarkCompleted"
+    done = stack.get_item("task-173")
+    assert done["status"] == "COMPLETED" and "error" not in done
+    steps = [(h["step"], h.get("detail")) for h in done["history"]]
+    assert steps[-5:-3] == [("retried", "task-173-first"), ("started", "task-173")]
+    assert [s for s, _ in steps[-3:]] == ["validate", "enrich", "process"]
+
+
+def test_a_failed_task_is_never_restarted_without_a_retry(workflow, stack):
+    # A late duplicate event for a FAILED task must not bring it back to life.
+    item = failed_task(stack)
+    before = stack.get_item("task-173")
+
+    end, _ = workflow.run(execution_input(item))
+
+    assert end == "NothingToDo"
+    assert stack.get_item("task-173") == before
+
+
+def test_a_retry_only_resumes_a_failed_task(workflow, stack):
+    # `retry` on a task that is not FAILED (here: dead-lettered) changes nothing.
+    item = dead_lettered_task(stack)
+    before = stack.get_item("task-173")
+
+    end, _ = workflow.run({**execution_input(item), "retry": {"of": "x", "attempt": 1}})
+
+    assert end == "NothingToDo"
+    assert stack.get_item("task-173") == before

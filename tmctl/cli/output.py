@@ -111,7 +111,8 @@ class Reporter:
 
 def status_style(status: str) -> str:
     return {"COMPLETED": "green", "SUCCEEDED": "green", "FAILED": "red", "TIMED_OUT": "red", "ABORTED": "red",
-            "PROCESSING": "yellow", "RUNNING": "yellow", "QUEUED": "cyan", "PENDING": "cyan"}.get(status, "")
+            "PROCESSING": "yellow", "RUNNING": "yellow", "QUEUED": "cyan", "PENDING": "cyan",
+            "DEAD_LETTERED": "bold red"}.get(status, "")
 
 
 def styled(status: str) -> str:

@@ -19,8 +19,16 @@ CLIENT_FIELDS = ("taskID", "title", "description", "priority", "dueDate")
 
 
 class Status(StrEnum):
+    """PENDING → QUEUED → PROCESSING → COMPLETED | FAILED, each move a conditional
+    write that never goes backwards. DEAD_LETTERED is the side state of a task
+    whose event went to the DLQ (the processor gave up on it); it is left only
+    through an explicit, recorded redrive (the workflow records `redriven` when
+    the redriven event starts it), as FAILED is left only by `tmctl task retry`
+    (recorded as `retried`)."""
+
     PENDING = "PENDING"  # stored, event not yet published
     QUEUED = "QUEUED"  # event published to the queue
+    DEAD_LETTERED = "DEAD_LETTERED"  # the processor gave up on its event: it is in the DLQ
     PROCESSING = "PROCESSING"  # workflow started
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
