@@ -29,7 +29,7 @@ FAILURE_RULES = [
     {"at": "process", "match": "boom-*"},
 ]
 # Test-speed knobs, passed as the template's own parameters.
-STACK_PARAMS = {"RetryBaseSeconds": "1", "LogRetentionDays": "1"}
+STACK_PARAMS = {"LogRetentionDays": "1"}
 
 
 def free_port() -> int:

@@ -87,41 +87,38 @@ def down(
         out.progress(f"stopped emulator pid {pid}" if pid else "no emulator started by tmctl on this port")
 
 
-def status(ctx: typer.Context) -> None:
-    """Every component at a glance: stack, API, queue and DLQ depth, executions by status.
+def status(
+    ctx: typer.Context,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh until Ctrl-C.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes with --watch.", min=0.2)] = 2.0,
+) -> None:
+    """Every component at a glance: stack, API, queue and DLQ depth, tasks and executions by status.
 
     Exit code 5 when something is unhealthy (API down, DLQ not empty, stack failed).
-    Example: tmctl --local status -o json
+    With --watch the view refreshes (a JSON line per refresh when piped) until Ctrl-C.
+    Example: tmctl status --watch --local
     """
-    from tmctl.core import emulator
     from tmctl.core.inspect import stack_status
-    from tmctl.core.stack import load_stack
 
     st = state(ctx)
     target = st.target()
-    engine = ""
     if target.local:
-        eng = emulator.require_engine(target)
-        engine = f"{eng.name} {eng.version} on {target.endpoint_url}"
+        from tmctl.core import emulator
+
+        emulator.require_engine(target)  # the one clear "nothing answers" error
+    backend = st.backend()
+    engine = backend.describe() if backend.is_emulator else f"AWS {target.region}"
     c = st.clients()
-    info = load_stack(c.cloudformation, target)
-    s = stack_status(c.sqs, c.stepfunctions, c.lambda_, info, engine or f"AWS {target.region}")
+    info = st.stack()
 
-    def render():
-        rows = [
-            ("engine", s.engine),
-            ("stack", f"{s.stack} {s.stack_status}"),
-            ("api", f"{'[green]up[/green]' if s.api_ok else '[red]down[/red]'} {s.api_detail} {s.api_url}"),
-            ("queue", f"{s.queue.name}: {s.queue.visible} visible, {s.queue.in_flight} in flight, "
-                      f"{s.queue.delayed} delayed"),
-            ("dlq", f"{'[red]' if s.dlq.total else '[green]'}{s.dlq.name}: {s.dlq.total} message(s)"
-                    f"{'[/red]' if s.dlq.total else '[/green]'}"),
-            ("executions", ", ".join(f"{out.styled(k)} {v}" for k, v in s.executions.items() if v) or "none"),
-        ]
-        rows += [(f"λ {name}", state_) for name, state_ in s.functions.items()]
-        return out.table(None, ["component", "state"], rows)
+    def fetch():
+        return stack_status(c.sqs, c.stepfunctions, c.lambda_, c.dynamodb, info, engine)
 
-    out.emit(st, s.to_dict(), render)
+    if watch:
+        _watch(st, fetch, interval)
+        return
+    s = fetch()
+    out.emit(st, s.to_dict(), lambda: _status_table(s))
     if not s.healthy:
         from tmctl.core.errors import CheckFailed
 
@@ -129,6 +126,53 @@ def status(ctx: typer.Context) -> None:
                                      (f"stack {s.stack_status}", "ROLLBACK" in s.stack_status
                                       or not s.stack_status.endswith("_COMPLETE"))) if bad]
         raise CheckFailed("unhealthy: " + ", ".join(problems), "see the table above")
+
+
+def _status_table(s):
+    def counts(values: dict[str, int]) -> str:
+        return ", ".join(f"{out.styled(k)} {v}" for k, v in values.items() if v) or "none"
+
+    dlq_style = "red" if s.dlq.total else "green"
+    rows = [
+        ("engine", s.engine),
+        ("stack", f"{s.stack} {s.stack_status}"),
+        ("api", f"{'[green]up[/green]' if s.api_ok else '[red]down[/red]'} {s.api_detail} {s.api_url}"),
+        ("queue", f"{s.queue.name}: {s.queue.visible} visible, {s.queue.in_flight} in flight, "
+                  f"{s.queue.delayed} delayed"),
+        ("dlq", f"[{dlq_style}]{s.dlq.name}: {s.dlq.total} message(s)[/{dlq_style}]"),
+        ("tasks", counts(s.tasks)),
+        ("executions", counts(s.executions)),
+    ]
+    rows += [(f"λ {name}", state_) for name, state_ in s.functions.items()]
+    return out.table(None, ["component", "state"], rows)
+
+
+def _watch(st, fetch, interval: float) -> None:
+    """Refresh until Ctrl-C: a live table on a terminal, a JSON line per refresh when piped."""
+    import json
+    import sys
+    import time
+
+    try:
+        if out.wants_json(st):
+            while True:
+                sys.stdout.write(json.dumps(fetch().to_dict(), default=str) + "\n")
+                sys.stdout.flush()
+                time.sleep(interval)
+        from rich.console import Group
+        from rich.live import Live
+
+        def view():
+            s = fetch()
+            return Group(_status_table(s), f"[dim]{time.strftime('%H:%M:%S')} · every {interval:g}s · "
+                                           "Ctrl-C to stop[/dim]")
+
+        with Live(view(), console=out.stdout_console(), auto_refresh=False) as live:
+            while True:
+                time.sleep(interval)
+                live.update(view(), refresh=True)
+    except KeyboardInterrupt:
+        return  # the way to leave a watch: not an error
 
 
 def verify(

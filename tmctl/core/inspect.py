@@ -10,6 +10,7 @@ from tmctl.core.api import TaskApi
 from tmctl.core.stack import StackInfo
 
 EXECUTION_STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+TASK_STATUSES = ("PENDING", "QUEUED", "DEAD_LETTERED", "PROCESSING", "COMPLETED", "FAILED")
 COUNT_CAP = 1000
 
 
@@ -37,6 +38,7 @@ class StackStatus:
     executions: dict[str, int] = field(default_factory=dict)
     functions: dict[str, str] = field(default_factory=dict)
     engine: str = ""
+    tasks: dict[str, int] = field(default_factory=dict)  # by status, each capped at COUNT_CAP
 
     @property
     def healthy(self) -> bool:
@@ -73,13 +75,30 @@ def executions_by_status(sfn, state_machine_arn: str) -> dict[str, int]:
     return {s: count_executions(sfn, state_machine_arn, s) for s in EXECUTION_STATUSES}
 
 
-def stack_status(sqs, sfn, lam, stack: StackInfo, engine: str = "") -> StackStatus:
+def count_tasks(ddb, table: str, status: str, cap: int = COUNT_CAP) -> int:
+    """Tasks in one status, from the byStatus index (COUNT queries: no items read back)."""
+    n = 0
+    for page in ddb.get_paginator("query").paginate(
+            TableName=table, IndexName="byStatus", KeyConditionExpression="#s = :s", Select="COUNT",
+            ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":s": {"S": status}}):
+        n += page["Count"]
+        if n >= cap:
+            return cap
+    return n
+
+
+def tasks_by_status(ddb, table: str) -> dict[str, int]:
+    return {s: count_tasks(ddb, table, s) for s in TASK_STATUSES}
+
+
+def stack_status(sqs, sfn, lam, ddb, stack: StackInfo, engine: str = "") -> StackStatus:
     api = TaskApi(stack.api_url, timeout=5, max_attempts=1)
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=6) as pool:
         api_f = pool.submit(api.request, "GET", "/tasks?limit=1", retry=False)
         q_f = pool.submit(queue_depth, sqs, stack.queue_url)
         d_f = pool.submit(queue_depth, sqs, stack.dlq_url)
         ex_f = pool.submit(executions_by_status, sfn, stack.state_machine_arn)
+        tasks_f = pool.submit(tasks_by_status, ddb, stack.table)
         fn_f = {name: pool.submit(lam.get_function, FunctionName=name) for name in stack.functions.values()}
         try:
             resp = api_f.result()
@@ -93,4 +112,4 @@ def stack_status(sqs, sfn, lam, stack: StackInfo, engine: str = "") -> StackStat
             functions[name] = f"{cfg['Configuration'].get('State', 'Active')}" + (
                 f", reserved {conc}" if conc is not None else "")
         return StackStatus(stack.name, stack.status, stack.api_url, api_ok, api_detail, q_f.result(),
-                           d_f.result(), ex_f.result(), functions, engine)
+                           d_f.result(), ex_f.result(), functions, engine, tasks_f.result())

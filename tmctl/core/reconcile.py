@@ -1,37 +1,144 @@
-"""The dual write's safety net: tasks stored but never published (the Task
-API died, or SQS failed, between its PutItem and SendMessage) sit PENDING.
-Replaying the identical create through the API publishes them; the API's
-idempotency makes a replay of anything already published a no-op."""
+"""Stuck tasks, found and published again.
+
+Two ways a task can stall between its two homes (the table and the queue):
+
+- PENDING: stored but its event never published (the Task API died, or SQS
+  failed, between its PutItem and SendMessage). Replaying the identical create
+  through the API publishes it; the API's idempotency makes a replay of
+  anything already published a no-op.
+- QUEUED long past the queue's delivery window (visibility timeout × max
+  receives) with no workflow execution and, where the engine lets us look
+  without consuming, no message in the queue or the DLQ: the event was lost
+  (a purge, a deleted queue). A hand-sent TaskCreated event (taskID only: the
+  processor reads the task from the table) starts it; the execution name is
+  derived from the task, so a message that was not lost after all still
+  cannot start a second workflow.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+from dataclasses import dataclass
+
+from botocore.exceptions import ClientError
 
 from tmctl.core.api import TaskApi
 from tmctl.core.dynamo import from_item
+from tmctl.core.stack import StackInfo
+from tmctl.core.verify import execution_arn
 
 CLIENT_FIELDS = ("taskID", "title", "description", "priority", "dueDate")
 
 
-def stuck_pending(ddb, table: str, older_than: float) -> list[dict]:
-    cutoff = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=older_than)).isoformat(timespec="milliseconds")
-    cutoff = cutoff.replace("+00:00", "Z")
+@dataclass
+class StuckTask:
+    taskID: str
+    status: str
+    createdAt: str
+    updatedAt: str
+    reason: str
+    result: str = ""
+
+
+def iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def execution_name(task_id: str, created_at: str) -> str:
+    """The workflow's execution name for a task: taskID + its creation time in
+    base-36 milliseconds. The processor's own rule (lambdas' taskcore.model);
+    a unit test keeps the two equal."""
+    millis = int(dt.datetime.fromisoformat(created_at.replace("Z", "+00:00")).timestamp() * 1000)
+    digits = ""
+    while millis:
+        millis, rem = divmod(millis, 36)
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[rem] + digits
+    return f"{task_id}-{digits or '0'}"
+
+
+def delivery_window(sqs, queue_url: str) -> float:
+    """Seconds within which an event is consumed or dead-lettered: the queue's
+    visibility timeout times its max receives (a processor that dies mid-batch
+    gives the record back only after the visibility timeout)."""
+    attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["VisibilityTimeout", "RedrivePolicy"])
+    attrs = attrs.get("Attributes", {})
+    visibility = int(attrs.get("VisibilityTimeout", 30))
+    try:
+        receives = int(json.loads(attrs.get("RedrivePolicy", "{}")).get("maxReceiveCount", 1))
+    except ValueError:
+        receives = 1
+    return float(visibility * max(1, receives))
+
+
+def tasks_in_status(ddb, table: str, status: str, created_before: str) -> list[dict]:
     found = []
     for page in ddb.get_paginator("query").paginate(
-            TableName=table, IndexName="byStatus", KeyConditionExpression="#s = :p AND createdAt <= :cut",
+            TableName=table, IndexName="byStatus", KeyConditionExpression="#s = :s AND createdAt <= :cut",
             ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":p": {"S": "PENDING"}, ":cut": {"S": cutoff}}):
+            ExpressionAttributeValues={":s": {"S": status}, ":cut": {"S": created_before}}):
         found += [from_item(item) for item in page["Items"]]
     return found
 
 
-def republish_pending(ddb, table: str, api: TaskApi, *, older_than: float = 60.0, dry_run: bool = False) -> list[dict]:
-    results = []
-    for task in stuck_pending(ddb, table, older_than):
-        row = {"taskID": task["taskID"], "createdAt": task["createdAt"], "result": "would republish"}
-        if not dry_run:
-            resp = api.create({k: task[k] for k in CLIENT_FIELDS if task.get(k) is not None})
-            row["result"] = f"{resp.body.get('status')}" if resp.status == 202 else \
-                f"error {resp.status} {resp.body.get('error')}"
-        results.append(row)
-    return results
+def has_execution(sfn, state_machine_arn: str, task: dict) -> bool:
+    try:
+        sfn.describe_execution(executionArn=execution_arn(state_machine_arn,
+                                                          execution_name(task["taskID"], task["createdAt"])))
+        return True
+    except ClientError as err:
+        if err.response["Error"]["Code"] == "ExecutionDoesNotExist":
+            return False
+        raise
+
+
+def find_stuck(ddb, sfn, stack: StackInfo, *, older_than: float, queued_after: float,
+               task_ids_in_queues: set[str] | None, now: dt.datetime | None = None) -> list[StuckTask]:
+    """PENDING tasks older than `older_than` seconds, and QUEUED ones untouched
+    for `queued_after` seconds with no execution and (when `task_ids_in_queues`
+    is known: the taskIDs of every message in the queue and the DLQ) no message."""
+    now = now or dt.datetime.now(dt.UTC)
+    stuck = []
+    pending_cut = iso(now - dt.timedelta(seconds=older_than))
+    for task in tasks_in_status(ddb, stack.table, "PENDING", pending_cut):
+        why = (task.get("error") or {}).get("code") or "event never published"
+        stuck.append(StuckTask(task["taskID"], "PENDING", task["createdAt"], task["updatedAt"], why))
+    queued_cut = iso(now - dt.timedelta(seconds=queued_after))
+    for task in tasks_in_status(ddb, stack.table, "QUEUED", queued_cut):
+        if task["updatedAt"] > queued_cut:
+            continue  # touched recently: still within its delivery window
+        if task_ids_in_queues is not None and task["taskID"] in task_ids_in_queues:
+            continue  # its message is still on its way
+        if has_execution(sfn, stack.state_machine_arn, task):
+            continue  # the workflow has it (and will move it on)
+        where = "no message in the queue or the DLQ" if task_ids_in_queues is not None else \
+            "past the delivery window"
+        stuck.append(StuckTask(task["taskID"], "QUEUED", task["createdAt"], task["updatedAt"],
+                               f"no execution, {where}"))
+    return stuck
+
+
+def republish(ddb, sqs, api: TaskApi, stack: StackInfo, task: StuckTask) -> str:
+    if task.status == "PENDING":
+        item = from_item(ddb.get_item(TableName=stack.table, Key={"taskID": {"S": task.taskID}},
+                                      ConsistentRead=True).get("Item") or {})
+        if not item:
+            return "gone"
+        resp = api.create({k: item[k] for k in CLIENT_FIELDS if item.get(k) is not None})
+        return str(resp.body.get("status")) if resp.status == 202 else \
+            f"error {resp.status} {resp.body.get('error')}"
+    sent = sqs.send_message(
+        QueueUrl=stack.queue_url,
+        MessageBody=json.dumps({"type": "TaskCreated", "version": 1, "taskID": task.taskID}),
+        MessageAttributes={"taskID": {"DataType": "String", "StringValue": task.taskID},
+                           "eventType": {"DataType": "String", "StringValue": "TaskCreated"}})
+    return f"event sent ({sent['MessageId']})"
+
+
+def reconcile(ddb, sqs, sfn, api: TaskApi, stack: StackInfo, *, older_than: float, queued_after: float,
+              task_ids_in_queues: set[str] | None, dry_run: bool = False) -> list[StuckTask]:
+    stuck = find_stuck(ddb, sfn, stack, older_than=older_than, queued_after=queued_after,
+                       task_ids_in_queues=task_ids_in_queues)
+    for task in stuck:
+        task.result = "would republish" if dry_run else republish(ddb, sqs, api, stack, task)
+    return stuck
