@@ -104,12 +104,12 @@ def test_processor_failure_lands_in_the_dlq_and_the_task_says_dead_lettered(env)
     task_id = uid("poison")
     posted = time.monotonic()
     assert env.api.create({"taskID": task_id}).status == 202
-    # THEN within seconds (back-off 1 + 2 s, none after the last receive) it is in the DLQ
+    # THEN within seconds (back-off 1 + 2 s locally, none after the last receive) it is in the DLQ
     mine = wait_for(lambda: [m for m in dlq_messages(env) if json.loads(m["Body"])["taskID"] == task_id],
                     bool, timeout=30, interval=0.05)
     took = time.monotonic() - posted
     assert mine, "the poison event never reached the DLQ"
-    # (the target is 5 s; 8 s here leaves room for a loaded CI machine, benchmarks report the figure)
+    # (the target is 5 s; ~3.2 s measured; 8 s here leaves room for a loaded CI machine)
     assert took < 8, f"poison POST -> DLQ took {took:.1f}s"
     max_receives = int(env.stack.parameters.get("MaxReceiveCount", "3"))
     assert int(mine[0]["Attributes"]["ApproximateReceiveCount"]) >= max_receives
@@ -188,8 +188,7 @@ def test_status_shows_every_component(env):
 
 
 def test_up_again_with_no_change_changes_nothing(env):
-    result = CliRunner().invoke(app, ["--output", "json", "up", "--param", "RetryBaseSeconds=1",
-                                      "--param", "LogRetentionDays=1"], env=env.cli_env)
+    result = CliRunner().invoke(app, ["--output", "json", "up", "--param", "LogRetentionDays=1"], env=env.cli_env)
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["changed"] is False and out["uploaded"] == []
@@ -200,7 +199,7 @@ def test_unreachable_backend_has_its_own_exit_code(env):
     assert result.exit_code == 4 and "tmctl: error:" in result.stderr
 
 
-def test_republish_finds_a_task_stuck_pending_and_it_completes(env):
+def test_reconcile_finds_a_task_stuck_pending_and_it_completes(env):
     # GIVEN a task stored but never published (the API died between its two writes):
     # the item exactly as the API stores it, with no event in the queue
     sys.path.insert(0, str(PROJECT / "lambdas" / "common"))
@@ -209,11 +208,40 @@ def test_republish_finds_a_task_stuck_pending_and_it_completes(env):
 
     task = TaskInput.parse({"taskID": uid("stuck"), "title": "never published"})
     env.clients.dynamodb.put_item(TableName=env.stack.table, Item=to_item(task.new_item(now_iso())))
-    dry = cli(env, "task", "republish", "--older-than", "0", "--dry-run")
+    dry = cli(env, "task", "reconcile", "--older-than", "0", "--dry-run")
     assert dry.exit_code == 0 and task.taskID in {r["taskID"] for r in json.loads(dry.stdout)}
     assert env.api.get(task.taskID).body["status"] == "PENDING"  # a dry run publishes nothing
     # WHEN tmctl republishes stuck tasks
-    result = cli(env, "task", "republish", "--older-than", "0")
+    result = cli(env, "task", "reconcile", "--older-than", "0")
     assert result.exit_code == 0, result.output
     # THEN it is published through the API's own replay path and runs to the end
     assert final_task(env, task.taskID)["status"] == "COMPLETED"
+
+
+def test_reconcile_sends_the_event_of_a_task_queued_whose_message_was_lost(env):
+    # GIVEN a task QUEUED long ago whose message is gone (say, the queue was purged):
+    # the item as the API leaves it, with no message anywhere and no execution
+    sys.path.insert(0, str(PROJECT / "lambdas" / "common"))
+    from taskcore.dynamo import to_item
+    from taskcore.model import TaskInput, now_iso
+
+    task = TaskInput.parse({"taskID": uid("lost"), "title": "event lost"})
+    long_ago = "2026-01-01T00:00:00.000Z"
+    item = {**task.new_item(long_ago), "status": "QUEUED"}
+    item["history"].append({"step": "queued", "outcome": "ok", "at": long_ago, "detail": "purged-message"})
+    env.clients.dynamodb.put_item(TableName=env.stack.table, Item=to_item(item))
+    fresh = TaskInput.parse({"taskID": uid("fresh")})  # QUEUED just now: within its window, left alone
+    env.clients.dynamodb.put_item(TableName=env.stack.table, Item=to_item(
+        {**fresh.new_item(now_iso()), "status": "QUEUED"}))
+
+    dry = cli(env, "task", "reconcile", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    found = {r["taskID"]: r for r in json.loads(dry.stdout)}
+    assert task.taskID in found and fresh.taskID not in found
+    assert found[task.taskID]["status"] == "QUEUED" and "no execution" in found[task.taskID]["reason"]
+    # WHEN reconciled
+    result = cli(env, "task", "reconcile")
+    assert result.exit_code == 0, result.output
+    # THEN its event goes out again and it runs to the end, with one workflow
+    assert final_task(env, task.taskID)["status"] == "COMPLETED"
+    assert len(executions_of(env, task.taskID)) == 1

@@ -9,7 +9,7 @@ import typer
 from typer._click.exceptions import ClickException
 from typer.core import TyperGroup
 
-from tmctl.cli import local, stack, tasks
+from tmctl.cli import executions, local, logs, queues, stack, tasks
 from tmctl.cli.context import State
 
 
@@ -127,6 +127,10 @@ app.command("status")(stack.status)
 app.command("verify")(stack.verify)
 app.add_typer(tasks.app, name="task")
 app.add_typer(local.app, name="local")
+app.add_typer(queues.queue_app, name="queue")
+app.add_typer(queues.dlq_app, name="dlq")
+app.add_typer(executions.app, name="executions")
+app.command("logs")(logs.logs)
 
 
 def main() -> None:

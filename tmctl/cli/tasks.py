@@ -109,29 +109,174 @@ def list_(
     out.emit(state(ctx), page, render)
 
 
-@app.command("republish")
-def republish(
+@app.command("trace")
+def trace(
     ctx: typer.Context,
-    older_than: Annotated[float, typer.Option(help="Only tasks PENDING for at least this many seconds.")] = 60.0,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="List them; publish nothing.")] = False,
+    task_id: Annotated[str, typer.Argument(help="The taskID.")],
+    log_lines: Annotated[int, typer.Option("--log-lines", help="Newest log lines to show (0: none).")] = 30,
 ) -> None:
-    """Find tasks stuck PENDING (stored, event never published) and publish them
-    again, by replaying each one's identical create through the API.
+    """One task end to end on one screen: its item and history, where its message
+    is now (queue, in flight, DLQ, consumed), its workflow executions with each
+    step's timing and errors, and the log lines each function wrote about it.
+    Nothing is received or consumed.
 
-    Example: tmctl --local task republish --older-than 30 --dry-run
+    Example: tmctl task trace task-173
     """
-    from tmctl.core.api import TaskApi
-    from tmctl.core.reconcile import republish_pending
-    from tmctl.core.stack import load_stack
+    from tmctl.core.trace import trace_task
 
     st = state(ctx)
     c = st.clients()
-    info = load_stack(c.cloudformation, st.target())
-    results = republish_pending(c.dynamodb, info.table, TaskApi(info.api_url), older_than=older_than,
-                                dry_run=dry_run)
-    out.emit(st, results, lambda: out.table(None, ["taskID", "createdAt", "result"], [
-        (r["taskID"], r["createdAt"], r["result"]) for r in results]))
-    if any(r["result"].startswith("error") for r in results):
+    result = trace_task(ddb=c.dynamodb, sqs=c.sqs, sfn=c.stepfunctions, logs=c.client("logs"),
+                        backend=st.backend(), stack=st.stack(), task_id=task_id, log_limit=log_lines or None)
+    if not log_lines:
+        result.logs = []
+    out.emit(st, result.to_dict(), lambda: _render_trace(result))
+
+
+def _render_trace(t):
+    from tmctl.cli.executions import timeline_rows, took
+
+    parts = _render_task(t.task) if t.task else [f"[yellow]no task item for {out.escape(t.task_id)}[/yellow]"]
+    where = t.location.where
+    colour = "red" if where == "DLQ" else "yellow" if where in {"unknown", "never published"} else "green"
+    parts.append(f"[bold]message[/bold]  [{colour}]{where}[/{colour}]: {out.escape(t.location.detail)}")
+    for e in t.executions:
+        ex = e.execution
+        parts.append(out.table(f"execution {ex.name}: {out.styled(ex.status)} "
+                               f"{took((ex.stop - ex.start).total_seconds()) if ex.stop and ex.start else ''}",
+                               ["#", "state", "type", "status", "at", "took", "tries", "result / error"],
+                               timeline_rows(e.steps)))
+    if not t.executions:
+        parts.append("[bold]executions[/bold]  none")
+    if t.logs:
+        prefix = t.stack_name + "-"
+        parts.append(out.table(f"log lines mentioning {out.escape(t.task_id)}", ["time", "function", "message"], [
+            (ev.time.strftime("%H:%M:%S.%f")[:-3], ev.function.removeprefix(prefix),
+             out.escape(_log_summary(ev.message))) for ev in t.logs]))
+    if t.next_step:
+        parts.append(f"[bold yellow]next[/bold yellow]  {out.escape(t.next_step)}")
+    return parts
+
+
+# Powertools' standard keys: the same on every line, so left out of a one-line summary.
+_LOG_BOILERPLATE = frozenset({"level", "message", "timestamp", "service", "cold_start", "location",
+                              "function_name", "function_memory_size", "function_arn", "function_request_id",
+                              "xray_trace_id", "sampling_rate", "taskID"})
+
+
+def _log_summary(message: str, width: int = 200) -> str:
+    """A structured (JSON) log line as `LEVEL message key=value …`; anything else as is."""
+    import json
+
+    text = message.strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text[:width]
+    if not isinstance(data, dict):
+        return text[:width]
+    extra = " ".join(f"{k}={v}" for k, v in data.items() if k not in _LOG_BOILERPLATE)
+    return f"{data.get('level', '')} {data.get('message', '')} {extra}".strip()[:width]
+
+
+@app.command("reconcile")
+def reconcile(
+    ctx: typer.Context,
+    older_than: Annotated[float, typer.Option(
+        help="PENDING tasks (event never published) at least this many seconds old.")] = 60.0,
+    queued_after: Annotated[float | None, typer.Option(
+        help="QUEUED tasks untouched this long with no execution and no message "
+             "(default: the queue's delivery window, visibility timeout x max receives).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List them; publish nothing.")] = False,
+) -> None:
+    """Find stuck tasks and publish them again: PENDING ones (stored, event never
+    published) by replaying their identical create through the API; QUEUED ones
+    long past the queue's delivery window with no execution and no message (the
+    event was lost, e.g. purged) by sending their event again. A task can never
+    get a second workflow: the execution name is derived from the task.
+
+    Example: tmctl task reconcile --dry-run
+    """
+    from tmctl.core.api import TaskApi
+    from tmctl.core.reconcile import delivery_window
+    from tmctl.core.reconcile import reconcile as run_reconcile
+
+    st = state(ctx)
+    c, info = st.clients(), st.stack()
+    window = queued_after if queued_after is not None else delivery_window(c.sqs, info.queue_url)
+    results = run_reconcile(c.dynamodb, c.sqs, c.stepfunctions, TaskApi(info.api_url), info,
+                            older_than=older_than, queued_after=window,
+                            task_ids_in_queues=_task_ids_in_queues(st), dry_run=dry_run)
+    out.emit(st, results, lambda: out.table(
+        f"{len(results)} stuck task(s)" + (" (dry run)" if dry_run else ""),
+        ["taskID", "status", "createdAt", "why", "result"],
+        [(r.taskID, out.styled(r.status), r.createdAt, r.reason, r.result) for r in results]))
+    if any(r.result.startswith("error") for r in results):
         from tmctl.core.errors import TmctlError
 
         raise TmctlError("some tasks could not be republished", "see the table above and `tmctl status`")
+
+
+def _task_ids_in_queues(st) -> set[str] | None:
+    """taskIDs of every message in the main queue and the DLQ, where the engine can
+    show them without consuming; None on AWS (reconcile relies on the window there)."""
+    from tmctl.core.queues import inspect_messages
+
+    backend, info = st.backend(), st.stack()
+    if backend.peek_url is None:
+        return None
+    return {m.task_id for url in (info.queue_url, info.dlq_url) for m in inspect_messages(backend, url)}
+
+
+@app.command("retry")
+def retry(
+    ctx: typer.Context,
+    task_id: Annotated[str, typer.Argument(help="The taskID of a FAILED task.")],
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the task to COMPLETED or FAILED.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 60.0,
+) -> None:
+    """Run a FAILED task's workflow again. On AWS a redrivable execution that did
+    not end in the workflow's own Fail state is redriven; otherwise a new execution
+    starts from the original input, named <original>-retry<n>, and the workflow
+    records `retried` on the task. Refused for a task that is not FAILED.
+
+    Example: tmctl --local task retry boom-42 --wait
+    """
+    from tmctl.core.executions import retry_task
+
+    st = state(ctx)
+    c = st.clients()
+    result = retry_task(c.stepfunctions, c.dynamodb, st.stack(), task_id,
+                        can_redrive=st.backend().has_redrive_execution)
+    verb = "redrove" if result.action == "redrive" else "started"
+    out.progress(f"{verb} {result.execution_name} (after {result.previous.name}"
+                 + (f"; {result.reason}" if result.reason else "") + ")")
+    data = {**result.to_dict(), "task": None}
+    task = None
+    if wait:
+        from tmctl.core.api import wait_final
+
+        out.progress(f"{task_id} {result.task_status}; waiting for a final status")
+        from tmctl.core.executions import describe_execution
+
+        task = wait_final(_api(ctx), task_id, timeout=timeout)
+        result.task_status = task.get("status")
+        result.execution_status = describe_execution(c.stepfunctions, result.execution_arn).status
+        data = {**result.to_dict(), "task": task}
+
+    def render():
+        parts = [out.table(None, ["", ""], [
+            ("task", task_id), ("status", out.styled(str(data["taskStatus"]))),
+            ("action", result.action), ("execution", result.execution_name),
+            ("execution status", out.styled(str(result.execution_status))),
+            ("previous", result.previous.name), ("why", result.reason)])]
+        if task is not None:
+            parts += _render_task(task)[1:]  # its history: `retried`, then the new run's steps
+        return parts
+
+    out.emit(st, data, render)
+    if wait and data["taskStatus"] != "COMPLETED":
+        from tmctl.core.errors import TmctlError
+
+        raise TmctlError(f"task {task_id} is {data['taskStatus']} after the retry",
+                         f"see `tmctl executions show {result.execution_name}`")

@@ -1,0 +1,354 @@
+"""Redrive (tmctl.core.redrive and `tmctl dlq redrive`): the server-side move
+task with botocore's Stubber, the client-side send-then-delete with moto SQS."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from moto import mock_aws
+from typer.testing import CliRunner
+
+from tests.unit.test_queues import CLI_ENV, make_pair
+from tmctl.cli.app import app
+from tmctl.core.errors import ExitCode, UsageError
+from tmctl.core.queues import QueueRef, load_queue
+from tmctl.core.redrive import (
+    LINEAGE_COUNT,
+    LINEAGE_ORIGINAL_ID,
+    RateLimiter,
+    RedriveOptions,
+    redrive_client_side,
+    redrive_server_side,
+    with_lineage,
+)
+
+pytestmark = pytest.mark.unit
+DLQ_ARN = "arn:aws:sqs:us-east-1:123456789012:orders-dlq"
+MAIN_ARN = "arn:aws:sqs:us-east-1:123456789012:orders"
+
+
+@pytest.fixture
+def sqs():
+    with mock_aws():
+        yield boto3.client("sqs", region_name="us-east-1")
+
+
+def everything(sqs, url: str) -> list[dict]:
+    """Every message of a queue, received and left hidden (the test is over after this)."""
+    out: dict[str, dict] = {}
+    while True:
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60,
+                                  AttributeNames=["All"], MessageAttributeNames=["All"]).get("Messages", [])
+        if not got:
+            return list(out.values())
+        out.update({m["MessageId"]: m for m in got})
+
+
+def depth(sqs, url: str) -> int:
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"])
+
+
+def fill(sqs, url: str, n: int, **extra) -> None:
+    for start in range(0, n, 10):
+        sqs.send_message_batch(QueueUrl=url, Entries=[
+            {"Id": str(i), "MessageBody": json.dumps({"taskID": f"t-{i}", "priority": "HIGH" if i % 2 else "LOW"}),
+             **extra} for i in range(start, min(n, start + 10))])
+
+
+# ------------------------------------------------------------------ server-side
+
+
+def stubbed_sqs():
+    client = boto3.client("sqs", region_name="us-east-1")
+    return client, Stubber(client)
+
+
+def test_server_side_starts_a_move_task_and_follows_it_to_completion():
+    client, stub = stubbed_sqs()
+    stub.add_response("start_message_move_task", {"TaskHandle": "h-1"},
+                      {"SourceArn": DLQ_ARN, "DestinationArn": MAIN_ARN, "MaxNumberOfMessagesPerSecond": 50})
+    for status, moved in (("RUNNING", 10), ("RUNNING", 60), ("COMPLETED", 100)):
+        stub.add_response("list_message_move_tasks", {"Results": [
+            {"TaskHandle": "h-1", "Status": status, "SourceArn": DLQ_ARN, "ApproximateNumberOfMessagesMoved": moved,
+             "ApproximateNumberOfMessagesToMove": 100}]}, {"SourceArn": DLQ_ARN, "MaxResults": 10})
+    seen = []
+    with stub:
+        report = redrive_server_side(
+            client, QueueRef("https://q/orders-dlq", {"QueueArn": DLQ_ARN}),
+            QueueRef("https://q/orders", {"QueueArn": MAIN_ARN}), rate=50,
+            on_progress=lambda r: seen.append(r.moved), sleep=lambda s: None)
+        stub.assert_no_pending_responses()
+
+    assert seen == [10, 60, 100]
+    assert (report.mode, report.moved, report.to_move, report.ok, report.cancelled) == (
+        "server-side", 100, 100, True, False)
+
+
+def test_server_side_ctrl_c_cancels_the_task_and_reports_what_moved():
+    client, stub = stubbed_sqs()
+    stub.add_response("start_message_move_task", {"TaskHandle": "h-2"}, {"SourceArn": DLQ_ARN})
+    stub.add_response("list_message_move_tasks", {"Results": [
+        {"TaskHandle": "h-2", "Status": "RUNNING", "ApproximateNumberOfMessagesMoved": 7}]},
+        {"SourceArn": DLQ_ARN, "MaxResults": 10})
+    stub.add_response("cancel_message_move_task", {"ApproximateNumberOfMessagesMoved": 12}, {"TaskHandle": "h-2"})
+
+    def interrupted(_seconds):
+        raise KeyboardInterrupt
+
+    with stub:
+        report = redrive_server_side(client, QueueRef("https://q/orders-dlq", {"QueueArn": DLQ_ARN}), None,
+                                     sleep=interrupted)
+        stub.assert_no_pending_responses()
+
+    assert (report.cancelled, report.moved, report.destination) == (True, 12, "original source queues")
+
+
+def test_server_side_reports_a_failed_task():
+    client, stub = stubbed_sqs()
+    stub.add_response("start_message_move_task", {"TaskHandle": "h-3"}, {"SourceArn": DLQ_ARN})
+    stub.add_response("list_message_move_tasks", {"Results": [
+        {"TaskHandle": "h-3", "Status": "FAILED", "FailureReason": "AccessDenied",
+         "ApproximateNumberOfMessagesMoved": 3, "ApproximateNumberOfMessagesToMove": 10}]},
+        {"SourceArn": DLQ_ARN, "MaxResults": 10})
+    with stub:
+        report = redrive_server_side(client, QueueRef("https://q/orders-dlq", {"QueueArn": DLQ_ARN}), None,
+                                     sleep=lambda s: None)
+
+    assert not report.ok and report.failed == 7 and "AccessDenied" in report.errors[0]
+
+
+# ------------------------------------------------------------------ client-side
+
+
+def test_client_side_keeps_bodies_and_attributes_byte_exact(sqs):
+    main, dlq = make_pair(sqs, "orders")
+    attrs = {"s": {"DataType": "String", "StringValue": "héllo ✓"},
+             "n": {"DataType": "Number", "StringValue": "-12.5e3"},
+             "b": {"DataType": "Binary", "BinaryValue": bytes(range(256))},
+             "c": {"DataType": "Binary.gif", "BinaryValue": b"\x00\xff"},
+             "k": {"DataType": "String.custom", "StringValue": " spaced "}}
+    bodies = ["plain ünïcode ☃", json.dumps({"taskID": "t-1"}), "  leading and trailing  "]
+    for body in bodies:
+        sqs.send_message(QueueUrl=dlq, MessageBody=body, MessageAttributes=attrs)
+    before = {m["Body"]: m for m in everything(sqs, dlq)}
+    sqs.change_message_visibility_batch(QueueUrl=dlq, Entries=[
+        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+        for i, m in enumerate(before.values())])
+
+    report = redrive_client_side(sqs, load_queue(sqs, dlq), load_queue(sqs, main), RedriveOptions(lineage=False))
+
+    after = {m["Body"]: m for m in everything(sqs, main)}
+    assert sorted(after) == sorted(bodies) and depth(sqs, dlq) == 0
+    for body, m in after.items():
+        assert m["MessageAttributes"] == before[body]["MessageAttributes"]
+        assert m["MD5OfBody"] == before[body]["MD5OfBody"]
+        assert m["MD5OfMessageAttributes"] == before[body]["MD5OfMessageAttributes"]
+    assert (report.scanned, report.matched, report.moved, report.skipped, report.failed) == (3, 3, 3, 0, 0)
+
+
+def test_lineage_is_added_kept_and_counted_within_the_ten_attribute_limit():
+    plain = with_lineage("m-1", {})
+    assert plain[LINEAGE_ORIGINAL_ID]["StringValue"] == "m-1" and plain[LINEAGE_COUNT]["StringValue"] == "1"
+
+    again = with_lineage("m-2", plain)  # redriven a second time: first id kept, count incremented
+    assert again[LINEAGE_ORIGINAL_ID]["StringValue"] == "m-1" and again[LINEAGE_COUNT]["StringValue"] == "2"
+
+    nine = {f"a{i}": {"DataType": "String", "StringValue": "x"} for i in range(9)}
+    assert set(with_lineage("m-1", nine)) == set(nine) | {LINEAGE_ORIGINAL_ID}  # room for one only
+    ten = {f"a{i}": {"DataType": "String", "StringValue": "x"} for i in range(10)}
+    assert with_lineage("m-1", ten) == ten  # no room: nothing added, nothing dropped
+
+
+def test_client_side_adds_lineage_to_the_redriven_message(sqs):
+    main, dlq = make_pair(sqs, "orders")
+    sqs.send_message(QueueUrl=dlq, MessageBody="x")
+    original_id = everything(sqs, dlq)[0]["MessageId"]
+    sqs.purge_queue(QueueUrl=dlq)
+    sqs.send_message(QueueUrl=dlq, MessageBody="x", MessageAttributes={
+        LINEAGE_ORIGINAL_ID: {"DataType": "String", "StringValue": original_id},
+        LINEAGE_COUNT: {"DataType": "Number", "StringValue": "1"}})
+
+    redrive_client_side(sqs, load_queue(sqs, dlq), load_queue(sqs, main), RedriveOptions())
+
+    (m,) = everything(sqs, main)
+    assert m["MessageAttributes"][LINEAGE_ORIGINAL_ID]["StringValue"] == original_id
+    assert m["MessageAttributes"][LINEAGE_COUNT]["StringValue"] == "2"
+
+
+class RejectingDestination:
+    """An SQS client whose SendMessageBatch refuses every entry of a body that
+    contains 'reject', as a real queue refuses an oversized or invalid entry."""
+
+    def __init__(self, sqs):
+        self._sqs = sqs
+
+    def __getattr__(self, name):
+        return getattr(self._sqs, name)
+
+    def send_message_batch(self, QueueUrl, Entries):  # noqa: N803 - boto3's names
+        good = [e for e in Entries if "reject" not in e["MessageBody"]]
+        resp = self._sqs.send_message_batch(QueueUrl=QueueUrl, Entries=good) if good else {"Successful": []}
+        resp["Failed"] = [{"Id": e["Id"], "Code": "InvalidMessageContents", "SenderFault": True, "Message": "no"}
+                          for e in Entries if "reject" in e["MessageBody"]]
+        return resp
+
+
+def test_client_side_deletes_only_what_the_destination_accepted(sqs):
+    main, dlq = make_pair(sqs, "orders")
+    sqs.send_message_batch(QueueUrl=dlq, Entries=[
+        {"Id": str(i), "MessageBody": f"reject {i}" if i % 3 == 0 else f"ok {i}"} for i in range(10)])
+
+    report = redrive_client_side(RejectingDestination(sqs), load_queue(sqs, dlq), load_queue(sqs, main),
+                                 RedriveOptions(workers=2))
+
+    assert sorted(m["Body"] for m in everything(sqs, main)) == sorted(f"ok {i}" for i in range(10) if i % 3)
+    assert sorted(m["Body"] for m in everything(sqs, dlq)) == [f"reject {i}" for i in (0, 3, 6, 9)]
+    assert (report.scanned, report.moved, report.failed, report.ok) == (10, 6, 4, False)
+    assert "InvalidMessageContents" in report.errors[0]
+
+
+def test_filter_and_max_move_exactly_that_and_leave_the_rest_visible(sqs):
+    main, dlq = make_pair(sqs, "orders")
+    fill(sqs, dlq, 40)  # odd i: HIGH
+
+    report = redrive_client_side(sqs, load_queue(sqs, dlq), load_queue(sqs, main), RedriveOptions(
+        filter_expr="body.priority == 'HIGH'", max_messages=5, workers=1))
+
+    moved = everything(sqs, main)
+    assert len(moved) == 5 and all(json.loads(m["Body"])["priority"] == "HIGH" for m in moved)
+    assert depth(sqs, dlq) == 35  # released with visibility 0, at once: not waiting out a timeout
+    assert report.moved == 5 and report.matched >= 5 and report.scanned == report.moved + report.skipped
+
+
+def test_task_ids_select_messages_by_their_task(sqs):
+    main, dlq = make_pair(sqs, "orders")
+    fill(sqs, dlq, 20)
+
+    report = redrive_client_side(sqs, load_queue(sqs, dlq), load_queue(sqs, main), RedriveOptions(
+        task_ids=frozenset({"t-3", "t-17"})))
+
+    assert sorted(json.loads(m["Body"])["taskID"] for m in everything(sqs, main)) == ["t-17", "t-3"]
+    assert (report.scanned, report.matched, report.moved, report.skipped) == (20, 2, 2, 18)
+    assert depth(sqs, dlq) == 18
+
+
+def test_dry_run_counts_and_samples_and_moves_nothing(sqs):
+    main, dlq = make_pair(sqs, "orders")
+    fill(sqs, dlq, 12)
+
+    report = redrive_client_side(sqs, load_queue(sqs, dlq), load_queue(sqs, main), RedriveOptions(
+        dry_run=True, filter_expr="body.priority == 'LOW'"))
+
+    assert (report.mode, report.scanned, report.matched, report.moved, report.skipped) == ("dry-run", 12, 6, 0, 12)
+    assert len(report.sample) == 5 and all("LOW" in s["body"] for s in report.sample)
+    assert depth(sqs, main) == 0 and depth(sqs, dlq) == 12
+
+
+def test_export_writes_what_moves(sqs):
+    main, dlq = make_pair(sqs, "orders")
+    fill(sqs, dlq, 3)
+    sink = io.StringIO()
+
+    redrive_client_side(sqs, load_queue(sqs, dlq), load_queue(sqs, main), RedriveOptions(export=sink))
+
+    lines = [json.loads(line) for line in sink.getvalue().splitlines()]
+    assert sorted(x["taskID"] for x in lines) == ["t-0", "t-1", "t-2"] and lines[0]["destination"] == main
+
+
+def test_fifo_keeps_group_and_deduplication_ids(sqs):
+    main, dlq = make_pair(sqs, "orders", fifo=True)
+    for i in range(4):
+        sqs.send_message(QueueUrl=dlq, MessageBody=f"m{i}", MessageGroupId=f"g{i % 2}",
+                         MessageDeduplicationId=f"d{i}")
+
+    report = redrive_client_side(sqs, load_queue(sqs, dlq), load_queue(sqs, main), RedriveOptions(workers=1))
+
+    got = {}
+    for _ in range(8):  # FIFO hands out one group at a time
+        for m in sqs.receive_message(QueueUrl=main, MaxNumberOfMessages=10, AttributeNames=["All"],
+                                     VisibilityTimeout=0).get("Messages", []):
+            got[m["Body"]] = (m["Attributes"]["MessageGroupId"], m["Attributes"]["MessageDeduplicationId"])
+    assert got == {f"m{i}": (f"g{i % 2}", f"d{i}") for i in range(4)} and report.moved == 4
+
+
+def test_a_destination_of_another_queue_type_is_refused(sqs):
+    _, dlq = make_pair(sqs, "orders")
+    fifo_main, _ = make_pair(sqs, "fifo", fifo=True)
+    with pytest.raises(UsageError):
+        redrive_client_side(sqs, load_queue(sqs, dlq), load_queue(sqs, fifo_main), RedriveOptions())
+
+
+def test_rate_limiter_paces_messages():
+    clock = [0.0]
+    slept = []
+
+    def sleep(s):
+        slept.append(s)
+        clock[0] += s
+
+    limiter = RateLimiter(10, clock=lambda: clock[0], sleep=sleep)
+    for _ in range(5):
+        limiter.acquire(10)  # 50 messages at 10/s: about 4 s of waiting after the first batch
+
+    assert sum(slept) == pytest.approx(4.0)
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def test_cli_redrive_refuses_without_a_terminal_or_yes(sqs):
+    _, dlq = make_pair(sqs, "orders")
+    fill(sqs, dlq, 3)
+
+    result = CliRunner().invoke(app, ["dlq", "redrive", "--queue", "orders-dlq", "--client-side"], env=CLI_ENV)
+
+    assert result.exit_code == ExitCode.USAGE
+    assert result.stdout == "" and "--yes" in result.stderr and result.stderr.count("\n") == 1
+    assert depth(sqs, dlq) == 3
+
+
+def test_cli_redrive_with_yes_moves_and_prints_the_accounting(sqs):
+    main, dlq = make_pair(sqs, "orders")
+    fill(sqs, dlq, 3)
+
+    result = CliRunner().invoke(app, ["dlq", "redrive", "--queue", "orders-dlq", "--client-side", "--yes",
+                                      "-o", "json"], env=CLI_ENV)
+
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert (data["moved"], data["failed"], data["ok"]) == (3, 0, True)
+    assert depth(sqs, main) == 3 and depth(sqs, dlq) == 0
+
+
+def test_cli_dry_run_needs_no_confirmation_and_moves_nothing(sqs):
+    main, dlq = make_pair(sqs, "orders")
+    fill(sqs, dlq, 4)
+
+    result = CliRunner().invoke(app, ["dlq", "redrive", "--queue", "orders", "--dry-run", "-o", "json"], env=CLI_ENV)
+
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["matched"] == 4 and depth(sqs, main) == 0 and depth(sqs, dlq) == 4
+    assert "receive count" in result.stderr  # on AWS a dry run has a cost, and says so
+
+
+def test_cli_redrive_exits_1_when_messages_failed(sqs, monkeypatch):
+    main, dlq = make_pair(sqs, "orders")
+    sqs.send_message(QueueUrl=dlq, MessageBody="reject me")
+    import tmctl.core.redrive as redrive_mod
+
+    real = redrive_mod.redrive_client_side
+    monkeypatch.setattr(redrive_mod, "redrive_client_side",
+                        lambda client, *a, **k: real(RejectingDestination(client), *a, **k))
+
+    result = CliRunner().invoke(app, ["dlq", "redrive", "--queue", "orders-dlq", "--client-side", "--yes",
+                                      "-o", "json"], env=CLI_ENV)
+
+    assert result.exit_code == ExitCode.ERROR
+    assert json.loads(result.stdout)["failed"] == 1  # the accounting still goes to stdout
+    assert result.stderr.startswith("tmctl: error: redrive finished with 1 failed")
+    assert depth(sqs, dlq) == 1 and depth(sqs, main) == 0

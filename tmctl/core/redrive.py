@@ -1,0 +1,545 @@
+"""Moving messages out of a DLQ: the backend's own move task where it has one,
+else (or when the user selects messages) client-side send-then-delete.
+
+Client-side, each worker thread loops: receive up to 10 (held invisible for
+`visibility_timeout`) → decide per message → SendMessageBatch to the destination
+(body and message attributes unchanged, FIFO group/dedup ids kept) →
+DeleteMessageBatch of exactly the entries whose send succeeded. A crash between
+the send and the delete leaves the message in both queues: a duplicate, never a
+loss. Messages that are not to move (no match, over --max, a failed send) stay
+held until the end of the run — so no worker receives them twice — and are then
+released with visibility 0, left in the DLQ as they were (receive count +1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import IO, Any
+
+from tmctl.core.backend import Backend, unsupported
+from tmctl.core.errors import TmctlError, UsageError
+from tmctl.core.queues import QueueRef, from_received, inspect_messages
+from tmctl.core.wait import poll
+
+MAX_MESSAGE_ATTRIBUTES = 10  # SQS's limit per message
+LINEAGE_ORIGINAL_ID = "tmctl.redrive.originalMessageId"
+LINEAGE_COUNT = "tmctl.redrive.count"
+MOVE_TASK_DONE = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+SAMPLE_SIZE = 5
+
+
+@dataclass
+class RedriveOptions:
+    dry_run: bool = False
+    max_messages: int | None = None  # move at most this many
+    filter_expr: str | None = None  # JMESPath over {"body", "attributes", "messageAttributes"}
+    task_ids: frozenset[str] | None = None  # only these taskIDs
+    rate: float | None = None  # messages per second
+    export: IO[str] | None = None  # JSON lines of what moves, flushed before each batch moves
+    visibility_timeout: int = 30  # seconds a received batch stays hidden from other consumers
+    workers: int = 4
+    lineage: bool = True  # add originalMessageId/redrive count attributes when the 10-attribute limit allows
+    wait_seconds: int = 0  # ReceiveMessage long poll; 1+ on AWS, where a short poll may miss messages
+
+    @property
+    def selects(self) -> bool:
+        return bool(self.filter_expr or self.task_ids or self.max_messages is not None or self.export)
+
+
+@dataclass
+class RedriveReport:
+    mode: str  # client-side | server-side | dry-run
+    source: str
+    destination: str | None
+    scanned: int = 0  # distinct messages looked at
+    matched: int = 0  # of those, selected by --filter/--task-id
+    moved: int = 0  # sent to the destination
+    skipped: int = 0  # left in the DLQ on purpose (no match, over --max, dry run)
+    failed: int = 0  # could not be sent (left in the DLQ), or sent but not deleted (a duplicate will follow)
+    not_deleted: int = 0  # part of `failed`: sent, but the delete failed
+    errors: list[str] = field(default_factory=list)
+    sample: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    cancelled: bool = False
+    task_handle: str | None = None
+    to_move: int | None = None  # server-side: the task's estimate
+
+    @property
+    def rate(self) -> float:
+        return self.moved / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and not self.errors
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["rate"] = round(self.rate, 1)
+        data["seconds"] = round(self.seconds, 3)
+        data["ok"] = self.ok
+        return data
+
+
+# ------------------------------------------------------------------ selection
+
+
+def filter_document(body: str, attributes: dict, message_attributes: dict) -> dict:
+    """What --filter sees: the body parsed as JSON when it is JSON, else the raw
+    string; system attributes; message attributes as name → value (String/Number
+    as text, Binary as base64 text)."""
+    try:
+        parsed: Any = json.loads(body)
+    except (TypeError, ValueError):
+        parsed = body
+    values = {}
+    for name, value in (message_attributes or {}).items():
+        if value.get("StringValue") is not None:
+            values[name] = value["StringValue"]
+        elif value.get("BinaryValue") is not None:
+            raw = value["BinaryValue"]
+            values[name] = _b64(raw) if isinstance(raw, bytes | bytearray) else raw
+    return {"body": parsed, "attributes": dict(attributes or {}), "messageAttributes": values}
+
+
+def _b64(raw: bytes) -> str:
+    import base64
+
+    return base64.b64encode(raw).decode()
+
+
+class Selector:
+    """--filter and --task-id, compiled once."""
+
+    def __init__(self, filter_expr: str | None, task_ids: Iterable[str] | None):
+        self.expr = None
+        if filter_expr:
+            import jmespath
+            from jmespath.exceptions import JMESPathError
+
+            try:
+                self.expr = jmespath.compile(filter_expr)
+            except JMESPathError as err:
+                raise UsageError(f"--filter {filter_expr!r} is not valid JMESPath: {err}",
+                                 "e.g. --filter \"body.priority == 'HIGH'\"") from None
+        self.task_ids = frozenset(task_ids) if task_ids else None
+
+    @property
+    def active(self) -> bool:
+        return self.expr is not None or self.task_ids is not None
+
+    def __call__(self, body: str, attributes: dict, message_attributes: dict, task_id: str | None) -> bool:
+        if self.task_ids is not None and task_id not in self.task_ids:
+            return False
+        if self.expr is not None:
+            return bool(self.expr.search(filter_document(body, attributes, message_attributes)))
+        return True
+
+
+# ------------------------------------------------------------------ the message copy
+
+
+def copy_attributes(message_attributes: dict) -> dict:
+    """Message attributes as SendMessage takes them, values untouched (bytes stay bytes)."""
+    out = {}
+    for name, value in (message_attributes or {}).items():
+        entry = {"DataType": value["DataType"]}
+        for key in ("StringValue", "BinaryValue"):
+            if value.get(key) is not None:
+                entry[key] = value[key]
+        for key in ("StringListValues", "BinaryListValues"):
+            if value.get(key):
+                entry[key] = value[key]
+        out[name] = entry
+    return out
+
+
+def with_lineage(message_id: str, attrs: dict) -> dict:
+    """Add lineage (first original message id, redrive count) where the
+    10-attribute limit allows; an existing count is incremented, an existing
+    original id kept. Attributes never dropped to make room."""
+    out = dict(attrs)
+    if LINEAGE_ORIGINAL_ID not in out and len(out) < MAX_MESSAGE_ATTRIBUTES:
+        out[LINEAGE_ORIGINAL_ID] = {"DataType": "String", "StringValue": message_id}
+    count = out.get(LINEAGE_COUNT)
+    if count is not None:
+        with contextlib.suppress(KeyError, TypeError, ValueError):  # not a number: not ours, leave it
+            out[LINEAGE_COUNT] = {"DataType": count["DataType"], "StringValue": str(int(count["StringValue"]) + 1)}
+    elif len(out) < MAX_MESSAGE_ATTRIBUTES:
+        out[LINEAGE_COUNT] = {"DataType": "Number", "StringValue": "1"}
+    return out
+
+
+def send_entry(index: int, m: dict, *, fifo: bool, lineage: bool) -> dict:
+    attrs = copy_attributes(m.get("MessageAttributes") or {})
+    if lineage:
+        attrs = with_lineage(m["MessageId"], attrs)
+    entry: dict[str, Any] = {"Id": str(index), "MessageBody": m["Body"]}
+    if attrs:
+        entry["MessageAttributes"] = attrs
+    sys_attrs = m.get("Attributes") or {}
+    if sys_attrs.get("AWSTraceHeader"):
+        entry["MessageSystemAttributes"] = {"AWSTraceHeader": {"DataType": "String",
+                                                               "StringValue": sys_attrs["AWSTraceHeader"]}}
+    if fifo:
+        entry["MessageGroupId"] = sys_attrs.get("MessageGroupId") or "tmctl-redrive"
+        if sys_attrs.get("MessageDeduplicationId"):
+            entry["MessageDeduplicationId"] = sys_attrs["MessageDeduplicationId"]
+    return entry
+
+
+def export_line(m: dict, destination: str) -> str:
+    p = from_received("", m)
+    return json.dumps({"messageId": p.message_id, "taskID": p.task_id, "destination": destination, "body": p.body,
+                       "md5OfBody": p.md5_of_body, "attributes": p.attributes,
+                       "messageAttributes": p.message_attributes}, ensure_ascii=False)
+
+
+# ------------------------------------------------------------------ pacing
+
+
+class RateLimiter:
+    """Messages per second across all workers (a token bucket of one second)."""
+
+    def __init__(self, rate: float | None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.rate, self.clock, self.sleep = rate, clock, sleep
+        self._lock = threading.Lock()
+        self._next = clock()
+
+    def acquire(self, n: int) -> None:
+        if not self.rate or n <= 0:
+            return
+        with self._lock:
+            now = self.clock()
+            start = max(self._next, now - 1.0)  # at most one second of burst
+            self._next = start + n / self.rate
+            delay = start - now
+        if delay > 0:
+            self.sleep(delay)
+
+
+# ------------------------------------------------------------------ client-side
+
+
+class _Run:
+    """Shared state of one client-side run; every counter changes under one lock."""
+
+    def __init__(self, report: RedriveReport, opts: RedriveOptions, selector: Selector,
+                 on_progress: Callable[[RedriveReport], None] | None):
+        self.report, self.opts, self.selector, self.on_progress = report, opts, selector, on_progress
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.seen: set[str] = set()
+        self.held: dict[str, str] = {}  # message id → latest receipt handle, released at the end
+        self.claimed = 0  # messages claimed against --max
+        self.export_lock = threading.Lock()
+
+    def classify(self, msgs: list[dict]) -> list[dict]:
+        """Count what arrived; hold what must stay; return what moves now."""
+        report, opts = self.report, self.opts
+        move = []
+        with self.lock:
+            for m in msgs:
+                mid = m["MessageId"]
+                if mid in self.held:  # its hold expired during the run and it came back: hold it again
+                    self.held[mid] = m["ReceiptHandle"]
+                    continue
+                if mid in self.seen:  # sent before but its delete failed, or a duplicate receive: keep it
+                    self.held[mid] = m["ReceiptHandle"]
+                    continue
+                self.seen.add(mid)
+                report.scanned += 1
+                p = from_received("", m) if self.selector.active or opts.dry_run else None
+                if p is not None and not self.selector(p.body, p.attributes, p.message_attributes, p.task_id):
+                    report.skipped += 1
+                    self.held[mid] = m["ReceiptHandle"]
+                    continue
+                report.matched += 1
+                if opts.max_messages is not None and self.claimed >= opts.max_messages:
+                    report.skipped += 1
+                    self.held[mid] = m["ReceiptHandle"]
+                    continue
+                self.claimed += 1
+                if opts.dry_run:
+                    report.skipped += 1
+                    self.held[mid] = m["ReceiptHandle"]
+                    if len(report.sample) < SAMPLE_SIZE:
+                        report.sample.append(_sample(p))
+                    continue
+                move.append(m)
+            if opts.max_messages is not None and self.claimed >= opts.max_messages and not opts.dry_run:
+                self.stop.set()  # nothing more can move: stop receiving
+        return move
+
+    def hold(self, msgs: list[dict]) -> None:
+        with self.lock:
+            for m in msgs:
+                self.held[m["MessageId"]] = m["ReceiptHandle"]
+
+    def progress(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.report)
+
+
+def _sample(p) -> dict:
+    return {"messageId": p.message_id, "taskID": p.task_id, "body": p.body[:200],
+            "receiveCount": p.receive_count}
+
+
+def _worker(sqs, source: QueueRef, destination: QueueRef, run: _Run, limiter: RateLimiter) -> None:
+    opts = run.opts
+    while not run.stop.is_set():
+        msgs = sqs.receive_message(QueueUrl=source.url, MaxNumberOfMessages=10,
+                                   VisibilityTimeout=opts.visibility_timeout, WaitTimeSeconds=opts.wait_seconds,
+                                   AttributeNames=["All"], MessageAttributeNames=["All"]).get("Messages", [])
+        if not msgs:
+            return  # nothing visible: the rest is held, in flight elsewhere, or gone
+        move = run.classify(msgs)
+        if move:
+            _move_batch(sqs, source, destination, move, run, limiter)
+        run.progress()
+        if opts.max_messages is not None and run.stop.is_set():
+            return
+
+
+def _move_batch(sqs, source: QueueRef, destination: QueueRef, move: list[dict], run: _Run,
+                limiter: RateLimiter) -> None:
+    opts, report = run.opts, run.report
+    if opts.export is not None:
+        lines = "".join(export_line(m, destination.url) + "\n" for m in move)
+        with run.export_lock:
+            opts.export.write(lines)
+            opts.export.flush()
+            with contextlib.suppress(AttributeError, OSError, ValueError):  # not a real file: flushed is all
+                os.fsync(opts.export.fileno())
+    limiter.acquire(len(move))
+    entries = [send_entry(i, m, fifo=destination.fifo, lineage=opts.lineage) for i, m in enumerate(move)]
+    try:
+        resp = sqs.send_message_batch(QueueUrl=destination.url, Entries=entries)
+    except Exception as err:  # the whole batch failed: every message stays in the DLQ
+        with run.lock:
+            report.failed += len(move)
+            report.errors.append(f"SendMessageBatch: {_describe(err)}")
+        run.hold(move)
+        return
+    sent_ids = {e["Id"] for e in resp.get("Successful", [])}
+    failed = [f for f in resp.get("Failed", [])]
+    sent = [m for i, m in enumerate(move) if str(i) in sent_ids]
+    unsent = [m for i, m in enumerate(move) if str(i) not in sent_ids]
+    if unsent:
+        run.hold(unsent)
+        with run.lock:
+            report.failed += len(unsent)
+            for f in failed[:3]:
+                report.errors.append(f"send {move[int(f['Id'])]['MessageId']}: {f.get('Code')} {f.get('Message', '')}")
+    if not sent:
+        return
+    with run.lock:
+        report.moved += len(sent)
+    # Only now, and only what arrived: a crash before this line duplicates, never loses.
+    try:
+        dresp = sqs.delete_message_batch(QueueUrl=source.url, Entries=[
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(sent)])
+        not_deleted = len(dresp.get("Failed", []))
+        why = [f"{f.get('Code')}" for f in dresp.get("Failed", [])[:1]]
+    except Exception as err:
+        not_deleted, why = len(sent), [_describe(err)]
+    if not_deleted:
+        with run.lock:
+            report.failed += not_deleted
+            report.not_deleted += not_deleted
+            report.errors.append(f"DeleteMessageBatch: {not_deleted} sent but not deleted "
+                                 f"(they will be redriven again: duplicates) {' '.join(why)}")
+
+
+def _describe(err: Exception) -> str:
+    code = (getattr(err, "response", None) or {}).get("Error", {}).get("Code")
+    return f"{code}: {err}" if code else f"{type(err).__name__}: {err}"
+
+
+def release(sqs, queue_url: str, receipt_handles: list[str], workers: int = 4) -> int:
+    """Make held messages visible again at once; returns how many were released
+    (a handle whose hold already expired fails harmlessly: it is visible anyway)."""
+    chunks = [receipt_handles[i:i + 10] for i in range(0, len(receipt_handles), 10)]
+
+    def one(chunk: list[str]) -> int:
+        try:
+            resp = sqs.change_message_visibility_batch(QueueUrl=queue_url, Entries=[
+                {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0} for i, h in enumerate(chunk)])
+        except Exception:  # noqa: BLE001 - their hold times out by itself
+            return 0
+        return len(resp.get("Successful", []))
+
+    if not chunks:
+        return 0
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(chunks)))) as pool:
+        return sum(pool.map(one, chunks))
+
+
+def check_destination(source: QueueRef, destination: QueueRef) -> None:
+    if source.url == destination.url:
+        raise UsageError(f"the destination is the DLQ itself ({source.name})", "pass another queue with --to")
+    if source.fifo != destination.fifo:
+        raise UsageError(f"{source.name} and {destination.name} are not the same queue type (FIFO vs standard)",
+                         "redrive into a queue of the same type with --to")
+
+
+def redrive_client_side(sqs, source: QueueRef, destination: QueueRef, opts: RedriveOptions, *,
+                        on_progress: Callable[[RedriveReport], None] | None = None) -> RedriveReport:
+    """Move messages from `source` (a DLQ) to `destination` by send-then-delete."""
+    check_destination(source, destination)
+    selector = Selector(opts.filter_expr, opts.task_ids)
+    report = RedriveReport("dry-run" if opts.dry_run else "client-side", source.url, destination.url)
+    run = _Run(report, opts, selector, on_progress)
+    limiter = RateLimiter(opts.rate)
+    started = time.monotonic()
+    threads = [threading.Thread(target=_guard, args=(run, _worker, sqs, source, destination, run, limiter),
+                                name=f"redrive-{i}", daemon=True) for i in range(max(1, opts.workers))]
+    keeper_done = threading.Event()
+    keeper = threading.Thread(target=_keep_held, args=(sqs, source.url, run, keeper_done), name="redrive-hold",
+                              daemon=True)
+    try:
+        keeper.start()
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():  # join in slices so Ctrl-C reaches this thread
+                t.join(0.2)
+    except KeyboardInterrupt:
+        run.stop.set()
+        report.cancelled = True
+        for t in threads:
+            t.join()
+    finally:
+        keeper_done.set()
+        keeper.join()
+        report.seconds = time.monotonic() - started
+        with run.lock:
+            handles = list(run.held.values())
+        release(sqs, source.url, handles, opts.workers)
+    return report
+
+
+def _keep_held(sqs, queue_url: str, run: _Run, done: threading.Event) -> None:
+    """Extend the hold on messages left in the DLQ every half visibility timeout,
+    so a run longer than the timeout does not receive (and count) them again.
+    If tmctl dies, the last extension runs out and they are visible again."""
+    vt = run.opts.visibility_timeout
+    while not done.wait(max(1.0, vt / 2)):
+        with run.lock:
+            handles = list(run.held.values())
+        chunks = [handles[i:i + 10] for i in range(0, len(handles), 10)]
+        for chunk in chunks:
+            if done.is_set():
+                return
+            try:
+                sqs.change_message_visibility_batch(QueueUrl=queue_url, Entries=[
+                    {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": vt} for i, h in enumerate(chunk)])
+            except Exception:  # noqa: BLE001 - a lapsed hold only means the message is received again
+                continue
+
+
+def _guard(run: _Run, fn, *args) -> None:
+    try:
+        fn(*args)
+    except Exception as err:  # a worker's crash stops the run; its batch is in the DLQ or moved, never both lost
+        run.stop.set()
+        with run.lock:
+            run.report.errors.append(f"worker stopped: {_describe(err)}")
+
+
+def dry_run_by_inspection(backend: Backend, source: QueueRef, destination: QueueRef | None,
+                          opts: RedriveOptions) -> RedriveReport:
+    """A dry run that receives nothing: the engine's inspection endpoint shows every message."""
+    selector = Selector(opts.filter_expr, opts.task_ids)
+    report = RedriveReport("dry-run", source.url, destination.url if destination else None)
+    started = time.monotonic()
+    for p in inspect_messages(backend, source.url):
+        report.scanned += 1
+        if not selector(p.body, p.attributes, p.message_attributes, p.task_id):
+            report.skipped += 1
+            continue
+        report.matched += 1
+        report.skipped += 1
+        if opts.max_messages is not None and report.matched > opts.max_messages:
+            continue
+        if len(report.sample) < SAMPLE_SIZE:
+            report.sample.append(_sample(p))
+        if opts.export is not None:
+            opts.export.write(json.dumps({"messageId": p.message_id, "taskID": p.task_id,
+                                          "destination": destination.url if destination else None,
+                                          "body": p.body, "md5OfBody": p.md5_of_body, "attributes": p.attributes,
+                                          "messageAttributes": p.message_attributes}, ensure_ascii=False) + "\n")
+    if opts.export is not None:
+        opts.export.flush()
+    report.seconds = time.monotonic() - started
+    return report
+
+
+# ------------------------------------------------------------------ server-side
+
+
+class MoveTasksUnsupported(TmctlError):
+    pass
+
+
+def redrive_server_side(sqs, source: QueueRef, destination: QueueRef | None, *, rate: float | None = None,
+                        on_progress: Callable[[RedriveReport], None] | None = None, timeout: float = 24 * 3600,
+                        sleep: Callable[[float], None] = time.sleep, interval: float = 0.5,
+                        max_interval: float = 5.0) -> RedriveReport:
+    """StartMessageMoveTask, progress from ListMessageMoveTasks until it ends;
+    Ctrl-C cancels the task (CancelMessageMoveTask) and reports what moved.
+    Without a destination SQS moves each message back to the queue it came from."""
+    if destination is not None:
+        check_destination(source, destination)
+    kwargs: dict[str, Any] = {"SourceArn": source.arn}
+    if destination is not None:
+        kwargs["DestinationArn"] = destination.arn
+    if rate:
+        kwargs["MaxNumberOfMessagesPerSecond"] = int(rate)
+    started = time.monotonic()
+    try:
+        handle = sqs.start_message_move_task(**kwargs)["TaskHandle"]
+    except Exception as err:
+        if unsupported(err):
+            raise MoveTasksUnsupported("the backend has no StartMessageMoveTask") from err
+        raise
+    report = RedriveReport("server-side", source.url, destination.url if destination else "original source queues",
+                           task_handle=handle)
+
+    def fetch() -> dict:
+        tasks = sqs.list_message_move_tasks(SourceArn=source.arn, MaxResults=10).get("Results", [])
+        task = next((t for t in tasks if t.get("TaskHandle") == handle), tasks[0] if tasks else {})
+        report.moved = int(task.get("ApproximateNumberOfMessagesMoved", 0) or 0)
+        if task.get("ApproximateNumberOfMessagesToMove") is not None:
+            report.to_move = int(task["ApproximateNumberOfMessagesToMove"])
+        report.seconds = time.monotonic() - started
+        if on_progress is not None:
+            on_progress(report)
+        return task
+
+    try:
+        task = poll(fetch, lambda t: t.get("Status") in MOVE_TASK_DONE, timeout=timeout, interval=interval,
+                    max_interval=max_interval, sleep=sleep)
+    except KeyboardInterrupt:
+        resp = sqs.cancel_message_move_task(TaskHandle=handle)
+        report.moved = int(resp.get("ApproximateNumberOfMessagesMoved", report.moved) or 0)
+        report.cancelled = True
+        report.seconds = time.monotonic() - started
+        return report
+    status = task.get("Status")
+    report.scanned = report.matched = report.to_move if report.to_move is not None else report.moved
+    if status == "FAILED":
+        report.errors.append(f"move task failed: {task.get('FailureReason', 'no reason given')}")
+        report.failed = max(0, (report.to_move or 0) - report.moved)
+    elif status not in MOVE_TASK_DONE:
+        report.errors.append(f"move task still {status} after {timeout:g}s (handle {handle})")
+    report.seconds = time.monotonic() - started
+    return report
