@@ -102,11 +102,11 @@ def status(
 
     st = state(ctx)
     target = st.target()
-    if target.local:
+    backend = st.backend()  # one health probe
+    if target.local and backend.name == "unknown":
         from tmctl.core import emulator
 
-        emulator.require_engine(target)  # the one clear "nothing answers" error
-    backend = st.backend()
+        emulator.require_engine(target)  # nothing answers: its one clear error
     engine = backend.describe() if backend.is_emulator else f"AWS {target.region}"
     c = st.clients()
     info = st.stack()
@@ -185,12 +185,11 @@ def verify(
     Exit code 5 when any check fails. Example: tmctl --local verify
     """
     from tmctl.core.errors import CheckFailed
-    from tmctl.core.stack import load_stack
     from tmctl.core.verify import verify as run_verify
 
     st = state(ctx)
     c = st.clients()
-    info = load_stack(c.cloudformation, st.target())
+    info = st.stack()
     result = run_verify(c.dynamodb, c.sqs, c.stepfunctions, info, timeout=timeout,
                         on_check=lambda ch: out.progress(f"{'pass' if ch.passed else 'FAIL'}  {ch.name}"))
     data = {"taskID": result.task_id, "passed": result.passed, "checks": result.checks}
