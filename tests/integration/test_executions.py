@@ -50,10 +50,10 @@ def test_show_of_a_completed_task_has_its_steps_in_order(env):
     assert shown["others"] == []
     steps = {s["name"]: s for s in shown["steps"]}
     names = [s["name"] for s in shown["steps"]]
-    assert names.index("Validate") < names.index("Enrich") < names.index("Process") < names.index("MarkCompleted")
-    for name in ("Validate", "Enrich", "Process"):
-        assert steps[name]["status"] == "SUCCEEDED" and steps[name]["result"].startswith("ok"), steps[name]
-        assert len(steps[name]["attempts"]) == 1 and steps[name]["seconds"] is not None
+    assert names.index("MarkProcessing") < names.index("RunSteps") < names.index("MarkCompleted")
+    run = steps["RunSteps"]
+    assert run["status"] == "SUCCEEDED" and run["result"].startswith("ok: valid · score"), run
+    assert len(run["attempts"]) == 1 and run["seconds"] is not None
     assert [s["offset"] for s in shown["steps"]] == sorted(s["offset"] for s in shown["steps"])
 
     name = shown["execution"]["name"]
@@ -81,7 +81,7 @@ def test_a_task_failed_at_process_shows_the_error_and_retry_completes_it(env):
     shown = json_of(cli(env, "executions", "show", task_id))
     first = shown["execution"]["name"]
     assert shown["execution"]["status"] == "FAILED" and "failure injected" in shown["execution"]["cause"]
-    process = next(s for s in shown["steps"] if s["name"] == "Process")
+    process = next(s for s in shown["steps"] if s["name"] == "RunSteps")
     assert process["status"] == "FAILED" and "failure injected at step 'process'" in process["cause"]
     assert len(process["attempts"]) == 3  # the state machine's two retries
     assert shown["steps"][-1]["name"] == "TaskFailed" and shown["steps"][-1]["status"] == "FAILED"

@@ -96,7 +96,8 @@ def test_trace_explains_a_completed_task(env):
     [ex] = t["executions"]
     assert ex["status"] == "SUCCEEDED"
     states = [s["name"] for s in ex["steps"]]
-    assert {"MarkProcessing", "Validate", "Enrich", "Process", "MarkCompleted"} <= set(states)
+    assert {"MarkProcessing", "RunSteps", "MarkCompleted"} <= set(states)
+    assert [h["step"] for h in t["task"]["history"]][-3:] == ["validate", "enrich", "process"]
     assert all(s["seconds"] is not None and s["seconds"] >= 0 for s in ex["steps"])
     functions = {line["function"] for line in t["logs"]}
     assert {env.stack.functions[f] for f in ("TaskApi", "EventProcessor", "WorkflowSteps")} <= functions
@@ -113,7 +114,7 @@ def test_trace_explains_a_failed_task(env):
 
     [ex] = t["executions"]
     assert ex["status"] == "FAILED"
-    process = next(s for s in ex["steps"] if s["name"] == "Process")
+    process = next(s for s in ex["steps"] if s["name"] == "RunSteps")
     assert process["status"] == "FAILED" and len(process["attempts"]) == 3  # tried, retried twice, caught
     assert "failure injected" in (process["cause"] or "") + (process["error"] or "")
     assert "tmctl task retry" in t["nextStep"]

@@ -200,7 +200,8 @@ def test_asl_states_that_do_not_end_say_where_to_go(asl):
 def test_every_steps_lambda_task_retries_and_catches(asl):
     lambda_tasks = {name: s for name, s in asl["States"].items()
                     if s["Type"] == "Task" and s["Resource"] == "${StepsFunctionArn}"}
-    assert set(lambda_tasks) == {"Validate", "Enrich", "Process"}
+    # One Lambda hop runs the business steps (validate, enrich, process): see lambdas/workflow_steps
+    assert set(lambda_tasks) == {"RunSteps"}
 
     for name, state in lambda_tasks.items():
         assert state.get("Retry"), name

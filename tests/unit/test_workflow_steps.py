@@ -58,6 +58,44 @@ def test_validate_ok_returns_a_timed_entry_in_dynamodb_form(step):
     json.dumps(result)  # what the Lambda runtime must be able to serialise
 
 
+def test_one_invocation_runs_every_step_in_order(workflow_steps, lambda_context):
+    # GIVEN the state machine's request: the task, no step named
+    task = workflow_task(title="Fix #Login bug", priority="HIGH", dueDate=FAR_FUTURE)
+
+    # WHEN invoked once
+    result = workflow_steps.handler({"task": task}, lambda_context)
+
+    # THEN validate, enrich and process each left a timed entry, in order, and
+    # every field they set is ready for one conditional write
+    assert [e["step"] for e in result["steps"]] == ["validate", "enrich", "process"]
+    assert (result["step"], result["outcome"]) == ("process", "ok")
+    assert result["reason"] == "valid · score 70 · 3 words"
+    history = result["ddb"]["history"]["L"]
+    assert [e["M"]["step"]["S"] for e in history] == ["validate", "enrich", "process"]
+    assert all(float(e["M"]["durationMs"]["N"]) >= 0 for e in history)
+    assert result["ddb"]["at"] == {"S": result["steps"][-1]["at"]}
+    assert set(result["fields"]) == {"priorityScore", "slaDeadline", "result"}
+    assert {"priorityScore", "slaDeadline", "result"} <= set(result["ddb"])
+    json.dumps(result)
+
+
+def test_the_steps_stop_at_the_first_that_says_no(workflow_steps, lambda_context):
+    result = workflow_steps.handler({"task": workflow_task(dueDate="2026-03-01")}, lambda_context)
+
+    assert [e["step"] for e in result["steps"]] == ["validate"]
+    assert (result["step"], result["outcome"]) == ("validate", "failed")
+    assert result["reason"] == "dueDate 2026-03-01 is before the task was created"
+    assert result["fields"] == {} and "priorityScore" not in result["ddb"]
+
+
+def test_an_injected_failure_fails_the_whole_invocation(workflow_steps, lambda_context, stack):
+    stack.set_failure_rules([{"at": "enrich", "match": "inj-*"}])
+
+    with pytest.raises(workflow_steps.InjectedFailure, match="'enrich'"):
+        workflow_steps.handler({"task": workflow_task("inj-2")}, lambda_context)
+    assert workflow_steps.handler({"task": workflow_task("task-2")}, lambda_context)["outcome"] == "ok"
+
+
 def test_enrich_returns_priority_score_and_sla_deadline(step):
     # A HIGH task due far away: HIGH's weight, SLA 24 h after creation
     result = step("enrich", workflow_task(priority="HIGH", dueDate=FAR_FUTURE))
@@ -298,12 +336,13 @@ def test_workflow_records_a_business_failure_without_retrying(workflow, stack):
     end, _ = workflow.run(execution_input(item))
 
     assert end == "TaskFailed"
-    assert "Enrich" not in workflow.visited
+    assert "MarkCompleted" not in workflow.visited
     failed = stack.get_item("task-173")
     assert failed["status"] == "FAILED"
     assert failed["error"]["code"] == "BusinessRuleFailed"
     assert failed["error"]["message"] == "validate: dueDate 2026-03-01 is before the task was created"
-    assert (failed["history"][-1]["step"], failed["history"][-1]["outcome"]) == ("validate", "failed")
+    # the steps stop at the one that said no: enrich and process never ran
+    assert [(h["step"], h["outcome"]) for h in failed["history"]][-2:] == [("started", "ok"), ("validate", "failed")]
 
 
 def test_workflow_marks_a_task_failed_when_a_step_keeps_raising(workflow, stack):
@@ -313,13 +352,15 @@ def test_workflow_marks_a_task_failed_when_a_step_keeps_raising(workflow, stack)
 
     end, _ = workflow.run(execution_input(item))
 
-    # THEN the Catch records FAILED with the error, and no result is written
+    # THEN the Catch records FAILED with the error naming the step, and nothing the
+    # steps computed is written (the invocation failed as a whole)
     assert end == "TaskFailed"
     failed = stack.get_item("task-173")
     assert failed["status"] == "FAILED"
     assert failed["error"]["code"] == "InjectedFailure"
-    assert [h["step"] for h in failed["history"]][-2:] == ["enrich", "failed"]
-    assert "result" not in failed
+    assert "failure injected at step 'process'" in failed["error"]["message"]
+    assert [h["step"] for h in failed["history"]][-2:] == ["started", "failed"]
+    assert not {"result", "priorityScore"} & set(failed)
 
 
 @pytest.mark.parametrize("status", ["COMPLETED", "FAILED", "PROCESSING"])
@@ -336,15 +377,15 @@ def test_workflow_for_a_task_past_queued_does_nothing(workflow, stack, status):
     assert stack.get_item("task-173") == before
 
 
-@pytest.mark.parametrize("record_state", ["RecordValidate", "RecordEnrich", "MarkCompleted", "MarkRejected"])
-def test_recording_a_step_on_a_task_that_left_processing_changes_nothing(workflow, step, stack, record_state):
-    # GIVEN a task another writer already finished, and a late step result for it
+@pytest.mark.parametrize("record_state", ["MarkCompleted", "MarkRejected"])
+def test_recording_the_steps_on_a_task_that_left_processing_changes_nothing(
+        workflow, workflow_steps, lambda_context, stack, record_state):
+    # GIVEN a task another writer already finished, and a late result of its steps
     item = queued_task(stack)
     stack.put_item({**item, "status": "COMPLETED"})
     before = stack.get_item("task-173")
-    name = {"RecordValidate": "validate", "RecordEnrich": "enrich", "MarkCompleted": "process",
-            "MarkRejected": "validate"}[record_state]
-    data = {**execution_input(item), "last": step(name, execution_input(item)["task"]),
+    data = {**execution_input(item), "last": workflow_steps.handler({"task": execution_input(item)["task"]},
+                                                                    lambda_context),
             "error": {"Error": "BusinessRuleFailed", "Cause": "late"}}
 
     # WHEN the state machine tries to record it
