@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import time
 
 import boto3
@@ -24,6 +25,7 @@ from taskcore.model import (
     TaskInput,
     ValidationError,
     now_iso,
+    parse_json_body,
     public_view,
     workflow_view,
 )
@@ -35,6 +37,13 @@ TABLE = os.environ.get("TABLE_NAME", "")
 QUEUE_URL = os.environ.get("QUEUE_URL", "")
 STATUS_INDEX = os.environ.get("STATUS_INDEX", "byStatus")
 MAX_LIMIT = 100
+# The operations of cloudformation/openapi.yaml by path (after the stage). Another
+# method on one of these paths is a 405 that names the methods it has; any other
+# path is a 404. The template's $default route sends both here.
+DECLARED_PATHS = (
+    (re.compile(r"/tasks"), ("GET", "POST")),
+    (re.compile(r"/tasks/[^/]+"), ("GET",)),
+)
 
 
 class ApiError(Exception):
@@ -176,10 +185,11 @@ KEY_ATTRIBUTES = frozenset({"taskID", "status", "createdAt"})
 
 
 def decode_token(token: str) -> dict:
-    """A LastEvaluatedKey we encoded: only key attributes, each a plain string value."""
+    """A LastEvaluatedKey we encoded: only key attributes, each a plain string value.
+    Decoded under the body's limits: a token is client input too."""
     try:
-        key = json.loads(base64.urlsafe_b64decode(token.encode()))
-    except ValueError:
+        key = parse_json_body(base64.urlsafe_b64decode(token.encode()))
+    except (ValueError, UnicodeEncodeError):  # ValidationError and binascii.Error are ValueErrors
         key = None
     if not (isinstance(key, dict) and "taskID" in key and set(key) <= KEY_ATTRIBUTES
             and all(isinstance(v, dict) and list(v) == ["S"] and isinstance(v["S"], str) for v in key.values())):
@@ -200,26 +210,34 @@ def service() -> TaskService:
 
 
 def read_json_body() -> object:
+    """The body's bytes, checked at the edge (media type, charset, size), then
+    parsed under the JSON limits of `parse_json_body` (depth, numbers, strings,
+    duplicate names). Every refusal is an ApiError or a ValidationError: a 4xx."""
     event = app.current_event
     content_type = (event.headers or {}).get("content-type", "")
-    if content_type and "json" not in content_type.split(";")[0].lower():
+    media_type, *params = (part.strip().lower() for part in content_type.split(";"))
+    if content_type and "json" not in media_type:
         raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", "send the task as application/json")
+    charset = next((p.split("=", 1)[1].strip('" ') for p in params if p.startswith("charset=")), "utf-8")
+    if charset not in {"utf-8", "utf8"}:
+        raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", f"send the task as UTF-8 JSON, not {charset}")
     raw = event.body or ""
     if event.is_base64_encoded:
+        if len(raw) > (MAX_BODY_BYTES + 2) // 3 * 4:  # too long before it is even decoded
+            raise ApiError(413, "PAYLOAD_TOO_LARGE", f"the body is over the limit of {MAX_BODY_BYTES} bytes")
         try:
             data = base64.b64decode(raw, validate=True)
         except ValueError:
             raise ApiError(400, "MALFORMED_BODY", "the body is not valid base64") from None
     else:
-        data = raw.encode()
+        # The event's JSON can carry a lone surrogate ("\ud800") in a text body: encoded as it
+        # is, the UTF-8 check refuses it (a strict encode would raise instead).
+        data = raw.encode("utf-8", "surrogatepass")
     if len(data) > MAX_BODY_BYTES:
         raise ApiError(413, "PAYLOAD_TOO_LARGE", f"the body is {len(data)} bytes; the limit is {MAX_BODY_BYTES}")
     if not data.strip():
         raise ApiError(400, "MALFORMED_JSON", "the body is empty; send a JSON object")
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ApiError(400, "MALFORMED_JSON", f"the body is not valid JSON: {err}") from None
+    return parse_json_body(data)
 
 
 @app.post("/tasks")
@@ -247,13 +265,13 @@ def list_tasks():
         raise ApiError(400, "UNKNOWN_FIELD", f"unknown query parameter(s): {', '.join(unknown)}")
     status = params.get("status")
     if status is not None:
-        status = status.upper()
+        # Any ASCII spelling; str.upper() alone would also map "faıled" (dotless i) to FAILED.
+        status = status.upper() if status.isascii() else ""
         if status not in Status.__members__:
             raise ApiError(400, "VALIDATION_ERROR", f"'status' must be one of {', '.join(Status)}")
-    try:
-        limit = int(params.get("limit", "50"))
-    except ValueError:
-        limit = 0
+    raw_limit = params.get("limit", "50")
+    # Decimal ASCII digits only: int() would also take " 5", "+5", "1_0" and "٥".
+    limit = int(raw_limit) if re.fullmatch(r"[0-9]{1,3}", raw_limit) else 0
     if not 1 <= limit <= MAX_LIMIT:
         raise ApiError(400, "VALIDATION_ERROR", f"'limit' must be an integer from 1 to {MAX_LIMIT}")
     return json_response(200, service().list(status, limit, params.get("nextToken")))
@@ -271,6 +289,17 @@ def on_api_error(err: ApiError):
 
 @app.exception_handler(NotFoundError)
 def on_no_route(_err: NotFoundError):
+    event = app.current_event
+    method = event.http_method.upper()
+    for pattern, allowed in DECLARED_PATHS:
+        if pattern.fullmatch(event.path):
+            if method in allowed:  # the route exists but its parameter has characters the router never matches
+                return error_response(400, "INVALID_TASK_ID",
+                                      "'taskID' has characters or a length the API never accepts")
+            response = error_response(405, "METHOD_NOT_ALLOWED",
+                                      f"{event.path} allows {', '.join(allowed)}, not {method}")
+            response.headers["Allow"] = ", ".join(allowed)
+            return response
     return error_response(404, "NOT_FOUND", "no such route; see the OpenAPI document")
 
 
@@ -287,6 +316,14 @@ def on_aws_unreachable(err: BotoCoreError):
     # Timeouts and connection errors: transient, so the client should retry.
     logger.exception("AWS call did not complete")
     return error_response(503, "BACKEND_ERROR", f"an AWS call did not complete ({type(err).__name__}); retry")
+
+
+@app.exception_handler(Exception)
+def on_bug(err: Exception):
+    # Last resort: no input should get here (every refusal above is a 4xx), but a
+    # bug answers a JSON 500 instead of failing the invocation (a bare 502 from the gateway).
+    logger.exception("unhandled error")
+    return error_response(500, "INTERNAL_ERROR", f"the API failed unexpectedly ({type(err).__name__})")
 
 
 def with_stage_in_path(event: dict) -> dict:
@@ -306,7 +343,14 @@ def handler(event: dict, context) -> dict:
         logger.info("warm")
         return {"warm": True}
     started = time.perf_counter()
-    response = app.resolve(with_stage_in_path(event), context)
+    try:
+        response = app.resolve(with_stage_in_path(event), context)
+    except Exception as err:  # outside the routes (say, an event of a shape the resolver chokes on)
+        logger.exception("unhandled error outside a route")
+        response = {"statusCode": 500, "headers": {"Content-Type": "application/json"},
+                    "body": json.dumps({"error": "INTERNAL_ERROR",
+                                        "message": f"the API failed unexpectedly ({type(err).__name__})"}),
+                    "isBase64Encoded": False}
     # One access line per request: what operators grep for, and the emulator
     # returns as soon as a line arrives instead of waiting out its log window.
     logger.info("request", extra={

@@ -397,6 +397,189 @@ def test_status_filter_is_case_insensitive(call, post_event, list_event):
     assert [i["taskID"] for i in body["items"]] == ["t-a"]
 
 
+# ------------------------------------------------------------------ body limits at the edge (issue 9)
+
+
+def nothing_stored(stack) -> bool:
+    return stack.ddb.scan(TableName=stack.table)["Count"] == 0 and stack.queue_depth() == 0
+
+
+@pytest.mark.parametrize(("raw", "want_code"), [
+    (b"[" * 8000 + b"]" * 8000, "LIMIT_EXCEEDED"),  # 16,000 bytes: within the size limit, 8000 deep
+    (b'{"a":' * 2500 + b'"x"' + b"}" * 2500, "LIMIT_EXCEEDED"),  # 15,003 bytes
+    (b'{"taskID": "t1", "title": 1e400}', "LIMIT_EXCEEDED"),
+    (b'{"taskID": "t1", "title": ' + b"7" * 5000 + b"}", "LIMIT_EXCEEDED"),
+    (b'{"taskID": "t1", "title": NaN}', "MALFORMED_JSON"),
+    (b'{"taskID": "t1", "title": "\\ud800"}', "MALFORMED_JSON"),
+    (b'\xef\xbb\xbf{"taskID": "t1"}', "MALFORMED_JSON"),
+    ('{"taskID": "t1"}'.encode("utf-16"), "MALFORMED_JSON"),
+    ('{"taskID": "t1", "title": "été"}'.encode("latin-1"), "MALFORMED_JSON"),
+    (b'{"taskID": "t1", "taskID": "t2"}', "DUPLICATE_FIELD"),
+    (b'{"taskID": null}', "INVALID_TASK_ID"),
+    (b'{"taskID": "t1", "title": null}', "VALIDATION_ERROR"),
+    (b'{"taskID": "t1", "title": "nul \\u0000 inside"}', "VALIDATION_ERROR"),
+])
+def test_every_bad_body_is_a_400_with_a_code_and_nothing_stored(call, post_event, stack, raw, want_code):
+    # GIVEN a body the edge refuses; WHEN posted (base64, as the gateway sends it)
+    status, body, headers = call(post_event(raw))
+
+    # THEN a JSON 400 with its code, and no item and no event
+    assert (status, body["error"]) == (400, want_code), body
+    assert body["message"] and headers["Content-Type"] == "application/json"
+    assert nothing_stored(stack)
+
+
+def test_a_deep_text_body_is_refused_too(call, load_event, stack):
+    # The gateway passes application/json as text (isBase64Encoded false): the same limits apply.
+    event = load_event("http_api_v2_post_task")
+    event["isBase64Encoded"] = False
+    event["body"] = "[" * 8000 + "]" * 8000
+
+    status, body, _ = call(event)
+
+    assert (status, body["error"]) == (400, "LIMIT_EXCEEDED")
+    assert nothing_stored(stack)
+
+
+def test_a_text_body_with_a_lone_surrogate_is_malformed_not_a_crash(call, load_event, stack):
+    event = load_event("http_api_v2_post_task")
+    event["isBase64Encoded"] = False
+    event["body"] = '{"taskID": "t1", "title": "\ud800"}'  # the character itself, as a str event may carry
+
+    status, body, _ = call(event)
+
+    assert (status, body["error"]) == (400, "MALFORMED_JSON")
+    assert nothing_stored(stack)
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-16", "application/json;charset=latin-1",
+                                          'application/json; charset="iso-8859-1"'])
+def test_a_charset_other_than_utf8_is_415(call, post_event, stack, content_type):
+    status, body, _ = call(post_event(b'{"taskID": "t1"}', content_type))
+
+    assert (status, body["error"]) == (415, "UNSUPPORTED_MEDIA_TYPE")
+    assert nothing_stored(stack)
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=UTF-8", 'application/json; charset="utf-8"',
+                                          "application/json;charset=utf8"])
+def test_utf8_charset_spellings_are_accepted(call, post_event, content_type):
+    assert call(post_event(b'{"taskID": "t1"}', content_type))[0] == 202
+
+
+def test_an_oversized_base64_body_is_413_before_it_is_decoded(call, load_event, stack):
+    event = load_event("http_api_v2_post_task")
+    event["body"] = "A" * (4 * 1024 * 1024)  # 3 MiB once decoded
+
+    status, body, _ = call(event)
+
+    assert (status, body["error"]) == (413, "PAYLOAD_TOO_LARGE")
+    assert nothing_stored(stack)
+
+
+def test_a_task_at_the_limits_is_accepted(call, post_event, stack):
+    # Every field at its longest, with a description's own line breaks: nothing above refuses an honest task.
+    body = {"taskID": "a" * 64, "title": "t" * 200, "description": "line\n" * 800, "priority": "urgent",
+            "dueDate": "2099-12-31"}
+
+    status, resp, _ = call(post_event(json.dumps(body)))
+
+    assert status == 202, resp
+    assert stack.get_item("a" * 64)["description"] == ("line\n" * 800).strip()
+
+
+@pytest.mark.parametrize(("method", "path", "allow"), [
+    ("TRACE", "/dev/tasks", "GET, POST"),
+    ("PUT", "/dev/tasks", "GET, POST"),
+    ("DELETE", "/dev/tasks/task-173", "GET"),
+    ("POST", "/dev/tasks/task-173", "GET"),
+    ("PATCH", "/tasks/task-173", "GET"),  # the emulator's shape, without the stage
+])
+def test_an_undeclared_method_on_a_declared_path_is_405_with_allow(call, load_event, method, path, allow):
+    # GIVEN a request only the $default route catches
+    event = load_event("http_api_v2_get_task")
+    event["routeKey"] = event["requestContext"]["routeKey"] = "$default"
+    event["requestContext"]["http"]["method"] = method
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+
+    status, body, headers = call(event)
+
+    assert (status, body["error"]) == (405, "METHOD_NOT_ALLOWED")
+    assert headers["Allow"] == allow
+    assert method in body["message"]
+
+
+@pytest.mark.parametrize(("method", "path"), [("TRACE", "/dev/nothing"), ("GET", "/dev/tasks/a/b"),
+                                              ("DELETE", "/dev/tasks/")])
+def test_unknown_paths_stay_404_whatever_the_method(call, load_event, method, path):
+    event = load_event("http_api_v2_get_task")
+    event["requestContext"]["http"]["method"] = method
+    event["rawPath"] = path
+
+    status, body, headers = call(event)
+
+    assert (status, body["error"]) == (404, "NOT_FOUND")
+    assert "Allow" not in headers
+
+
+def test_a_task_id_the_router_cannot_match_is_400_not_404(call, get_event):
+    # The router's parameter pattern has no '"'; the route exists all the same.
+    status, body, _ = call(get_event('ab"c'))
+
+    assert (status, body["error"]) == (400, "INVALID_TASK_ID")
+
+
+def test_an_unexpected_error_in_a_route_is_a_json_500(task_api, call, load_event):
+    # GIVEN a bug: the service raises something no handler expects
+    class Broken:
+        def get(self, _task_id):
+            raise KeyError("bug")
+
+    task_api._service = Broken()
+
+    status, body, _ = call(load_event("http_api_v2_get_task"))
+
+    assert (status, body["error"]) == (500, "INTERNAL_ERROR")
+    assert "KeyError" in body["message"]
+
+
+def test_an_unexpected_error_outside_the_routes_is_a_json_500(task_api, call, load_event, monkeypatch):
+    def explode(_event):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(task_api, "with_stage_in_path", explode)
+
+    status, body, headers = call(load_event("http_api_v2_get_task"))
+
+    assert (status, body["error"]) == (500, "INTERNAL_ERROR")
+    assert headers["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize("token", [
+    base64.urlsafe_b64encode(b"[" * 3000 + b"]" * 3000).decode(),  # would blow the parser's recursion
+    base64.urlsafe_b64encode(b'{"taskID": {"S": "\\ud800"}}').decode(),  # a key DynamoDB cannot encode
+    base64.urlsafe_b64encode(b'{"taskID": {"S": "a"}, "taskID": {"S": "b"}}').decode(),
+    "ünïcode",
+])
+def test_hostile_next_tokens_are_400(call, list_event, token):
+    status, body, _ = call(list_event(nextToken=token))
+
+    assert (status, body["error"]) == (400, "INVALID_TOKEN")
+
+
+@pytest.mark.parametrize("limit", [" 5", "+5", "1_0", "٥", "5.0", "1e1", ""])
+def test_limit_must_be_plain_decimal_digits(call, list_event, limit):
+    status, body, _ = call(list_event(limit=limit))
+
+    assert (status, body["error"]) == (400, "VALIDATION_ERROR")
+
+
+def test_status_that_only_unicode_folding_would_match_is_400(call, list_event):
+    status, body, _ = call(list_event(status="fa\u0131led"))  # dotless i: "faıled".upper() == "FAILED"
+
+    assert (status, body["error"]) == (400, "VALIDATION_ERROR")
+
+
 # ------------------------------------------------------------------ stage handling and warm-up
 
 
