@@ -1,7 +1,9 @@
 """Event Processor: SQS batch → one Step Functions execution per task.
 
-Powertools' BatchProcessor reports per-record failures, so one bad record
-never fails its neighbours. A failed record's visibility is shortened with
+Powertools' AsyncBatchProcessor reports per-record failures, so one bad record
+never fails its neighbours, and handles a batch's records concurrently: each
+is a StartExecution round trip, and one after another a batch of ten took ten
+round trips, which bounded how fast the queue drained. A failed record's visibility is shortened with
 backoff, so retries come in seconds rather than after the queue's whole
 visibility timeout. On its last receive (maxReceiveCount) a failing record is
 going to the DLQ: the task is marked DEAD_LETTERED with the error, and the
@@ -9,17 +11,20 @@ record is released at once so SQS moves it there on the next poll."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import os
+import threading
 from dataclasses import dataclass
 
 import boto3
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType, async_process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.exceptions import BotoCoreError, ClientError
 from taskcore.aws import BOTO_CONFIG
-from taskcore.config import injected_failure
+from taskcore.config import failure_rules, injected_failure
 from taskcore.dynamo import from_item, to_value
 from taskcore.model import TASK_ID_PATTERN, Status, execution_name, now_iso, workflow_view
 
@@ -28,7 +33,7 @@ logger = Logger(service="event-processor")
 # listed as failed) instead of raising: the effect on AWS is the same, and on
 # an emulator a raised error costs the worker (next call cold) and pauses the
 # mapping, which slowed the poison path to the DLQ by seconds.
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 STATE_MACHINE_ARN = os.environ.get("STATE_MACHINE_ARN", "")
 QUEUE_URL = os.environ.get("QUEUE_URL", "")
@@ -70,17 +75,37 @@ class TaskEvent:
 
 
 class Clients:
-    sfn = None
-    sqs = None
-    ddb = None
+    """Built on first use and kept while warm. Only Step Functions is on the
+    hot path; SQS and DynamoDB serve failed records and hand-sent events, so a
+    worker that never sees one never pays for them (~4 MB of memory each, and
+    every concurrent invocation is a worker process on an emulator)."""
+
+    _creating = threading.Lock()  # clients are thread-safe; creating them from boto3's default session is not
+
+    @functools.cached_property
+    def sfn(self):
+        with self._creating:
+            return boto3.client("stepfunctions", config=BOTO_CONFIG)
+
+    @functools.cached_property
+    def sqs(self):
+        with self._creating:
+            return boto3.client("sqs", config=BOTO_CONFIG)
+
+    @functools.cached_property
+    def ddb(self):
+        with self._creating:
+            return boto3.client("dynamodb", config=BOTO_CONFIG)
 
     @classmethod
-    def ensure(cls):
-        if cls.sfn is None:
-            cls.sfn = boto3.client("stepfunctions", config=BOTO_CONFIG)
-            cls.sqs = boto3.client("sqs", config=BOTO_CONFIG)
-            cls.ddb = boto3.client("dynamodb", config=BOTO_CONFIG)
-        return cls
+    def ensure(cls) -> Clients:
+        global _clients
+        if _clients is None:
+            _clients = cls()
+        return _clients
+
+
+_clients: Clients | None = None
 
 
 def load_task(ddb, table: str, task_id: str) -> dict:
@@ -149,7 +174,12 @@ def mark_dead_lettered(ddb, table: str, task_id: str, error: Exception, receives
         raise
 
 
-def record_handler(record: SQSRecord) -> None:
+async def record_handler(record: SQSRecord) -> None:
+    """Records run concurrently: boto3 clients are thread-safe, and each call blocks a thread, not the loop."""
+    await asyncio.to_thread(handle_record, record)
+
+
+def handle_record(record: SQSRecord) -> None:
     clients = Clients.ensure()
     try:
         event = TaskEvent.from_record(record)
@@ -183,8 +213,11 @@ def record_handler(record: SQSRecord) -> None:
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict, context) -> dict:
     if event.get("warmup"):
-        Clients.ensure()
+        Clients.ensure().sfn  # noqa: B018 - the hot path's client, built while warming
         logger.info("warm")
         return {"warm": True}
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor,
-                                    context=context)
+    # Read (or refresh) the failure switch here, once, so the records' threads find
+    # Powertools' SSM provider built and its cache fresh instead of racing to build them.
+    failure_rules()
+    return async_process_partial_response(event=event, record_handler=record_handler, processor=processor,
+                                          context=context)

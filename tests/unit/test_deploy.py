@@ -20,9 +20,17 @@ def test_load_template_keeps_intrinsics_as_cloudformation_json(template):
     assert props["QueueName"] == {"Fn::Sub": "${AppName}-${Stage}-tasks"}
 
 
-def test_declared_concurrency_of_the_real_template_uses_parameter_defaults(template):
+def test_the_template_defaults_are_aws_limits_with_no_reservation_on_the_front_door(template):
+    # AWS: the Task API takes the account's pool (ApiConcurrency 0 resolves to no
+    # ReservedConcurrentExecutions at all, not to 0, which would throttle every call),
+    # the processing side is bounded.
     assert declared_concurrency(template, {}) == {
-        "TaskApiFunction": 6, "EventProcessorFunction": 2, "WorkflowStepsFunction": 4}
+        "TaskApiFunction": None, "EventProcessorFunction": 2, "WorkflowStepsFunction": 20}
+    route = template["Resources"]["ApiStage"]["Properties"]["DefaultRouteSettings"]
+    params = template["Parameters"]
+    assert route == {"ThrottlingBurstLimit": {"Ref": "ApiThrottleBurst"},
+                     "ThrottlingRateLimit": {"Ref": "ApiThrottleRate"}}
+    assert (params["ApiThrottleRate"]["Default"], params["ApiThrottleBurst"]["Default"]) == (500, 1000)
 
 
 def test_declared_concurrency_follows_parameter_overrides(template):
@@ -56,6 +64,8 @@ def test_local_stacks_get_local_values_that_overrides_still_beat(template, tmp_p
     local, aws = resolve_target(local=True, env={}), resolve_target(env={})
 
     assert stack_parameters(local, "b", [])["RetryBaseSeconds"] == "1"
+    assert {"ApiConcurrency", "StepsConcurrency"} <= set(stack_parameters(local, "b", []))
+    assert not {"ApiConcurrency", "StepsConcurrency"} & set(stack_parameters(aws, "b", []))
     assert "RetryBaseSeconds" not in stack_parameters(aws, "b", [])
     assert stack_parameters(local, "b", [], {"RetryBaseSeconds": "5"})["RetryBaseSeconds"] == "5"
     assert set(stack_parameters(local, "b", [])) <= set(template["Parameters"])

@@ -12,6 +12,7 @@ from typing import Protocol
 from botocore.exceptions import ClientError
 
 from tmctl.core.errors import DeployFailed, from_client_error
+from tmctl.core.limits import Machine, local_limits
 from tmctl.core.package import Artifact
 from tmctl.core.stack import describe_stack
 from tmctl.core.target import Target
@@ -94,7 +95,12 @@ def upload_artifacts(s3, bucket: str, owner: str, artifacts: list[Artifact]) -> 
 # The same template everywhere; on an emulator some knobs take local values.
 # RetryBaseSeconds 1: a poison event is in the DLQ ~3 s after its POST (1 + 2 s
 # of back-off, none after the last receive) instead of ~6 s with AWS's 2 + 4 s.
+# The concurrency limits come from the machine (tmctl/core/limits.py).
 LOCAL_PARAMETERS = {"RetryBaseSeconds": "1"}
+
+
+def local_parameters(machine: Machine | None = None) -> dict[str, str]:
+    return {**local_limits(machine or Machine.this()), **LOCAL_PARAMETERS}
 
 
 def stack_parameters(target: Target, bucket: str, artifacts: list[Artifact],
@@ -102,7 +108,7 @@ def stack_parameters(target: Target, bucket: str, artifacts: list[Artifact],
     params = {"AppName": target.app, "Stage": target.stage, "ArtifactBucket": bucket}
     params.update({a.parameter: a.key for a in artifacts})
     if target.local:
-        params.update(LOCAL_PARAMETERS)
+        params.update(local_parameters())
     params.update(overrides or {})
     return params
 
@@ -267,25 +273,47 @@ def load_template(path: Path) -> dict:
     return yaml.load(path.read_text(), Loader=_cfn_yaml_loader())  # noqa: S506 - SafeLoader subclass
 
 
-def declared_concurrency(template: dict, params: dict[str, str]) -> dict[str, int]:
-    """Logical function id → ReservedConcurrentExecutions the template declares."""
+def declared_concurrency(template: dict, params: dict[str, str]) -> dict[str, int | None]:
+    """Logical function id → ReservedConcurrentExecutions the template declares
+    with these parameters (None: declared, but resolves to no reservation)."""
     defaults = {k: str(v.get("Default", "")) for k, v in template.get("Parameters", {}).items()}
-    out = {}
+    values = {**defaults, **params}
+    conditions = template.get("Conditions", {})
+    out: dict[str, int | None] = {}
     for logical, res in template.get("Resources", {}).items():
-        if res.get("Type") != "AWS::Lambda::Function":
+        if res.get("Type") != "AWS::Lambda::Function" or "ReservedConcurrentExecutions" not in res.get(
+                "Properties", {}):
             continue
-        value = res.get("Properties", {}).get("ReservedConcurrentExecutions")
-        if isinstance(value, dict) and "Ref" in value:
-            value = params.get(value["Ref"], defaults.get(value["Ref"]))
-        if value not in (None, ""):
-            out[logical] = int(value)
+        value = _evaluate(res["Properties"]["ReservedConcurrentExecutions"], values, conditions)
+        out[logical] = None if value in (None, "") else int(value)
     return out
+
+
+def _evaluate(node, values: dict[str, str], conditions: dict):
+    """The few intrinsics a limit uses: Ref (AWS::NoValue → None), Fn::If,
+    Fn::Equals, Fn::Not, and named conditions."""
+    if not isinstance(node, dict) or len(node) != 1:
+        return node
+    (fn, arg), = node.items()
+    if fn == "Ref":
+        return None if arg == "AWS::NoValue" else values.get(arg)
+    if fn == "Condition":
+        return _evaluate(conditions[arg], values, conditions)
+    if fn == "Fn::If":
+        name, then, otherwise = arg
+        return _evaluate(then if _evaluate(conditions[name], values, conditions) else otherwise, values, conditions)
+    if fn == "Fn::Equals":
+        a, b = (_evaluate(x, values, conditions) for x in arg)
+        return str(a) == str(b)
+    if fn == "Fn::Not":
+        return not _evaluate(arg[0], values, conditions)
+    raise ValueError(f"unsupported intrinsic in a concurrency limit: {fn}")
 
 
 def apply_declared_concurrency(cfn, lam, target: Target, template: dict, params: dict[str, str]) -> list[str]:
     """MiniStack's CloudFormation ignores ReservedConcurrentExecutions; the
-    limits are what keeps a 2-core laptop from spawning hundreds of workers,
-    so set them with the Lambda API where the engine left them unset."""
+    limits are what keeps a laptop from spawning hundreds of workers, so set
+    them with the Lambda API where the engine left them otherwise."""
     wanted = declared_concurrency(template, params)
     if not wanted:
         return []
@@ -298,7 +326,12 @@ def apply_declared_concurrency(cfn, lam, target: Target, template: dict, params:
         if not name:
             continue
         current = lam.get_function_concurrency(FunctionName=name).get("ReservedConcurrentExecutions")
-        if current != limit:
+        if current == limit:
+            continue
+        if limit is None:
+            lam.delete_function_concurrency(FunctionName=name)
+            applied.append(f"{name}=unreserved")
+        else:
             lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=limit)
             applied.append(f"{name}={limit}")
     return applied

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tmctl.core.errors import BackendUnreachable, TmctlError, UsageError
+from tmctl.core.limits import local_engine_env
 from tmctl.core.target import Target
 
 MINISTACK = "ministack"
@@ -110,6 +111,7 @@ def emulator_env(target: Target, wd: Path, *, extra: dict[str, str] | None = Non
         "TMPDIR": str(wd / "tmp"),  # worker temp dirs land here and go with `local stop`
         "STATE_DIR": str(wd / "state"),  # the engine's own files stay in tmctl's state dir, not /tmp
         "LOG_LEVEL": env.get("TMCTL_EMULATOR_LOG_LEVEL", "WARNING"),
+        **local_engine_env(),
     })
     env.update(extra or {})
     return env
