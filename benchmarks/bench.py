@@ -88,7 +88,7 @@ def group_pss_bytes(pgid: int) -> int:
     """Proportional set size of the group: pages shared between its processes
     (the interpreter, shared libraries) counted once, as the machine holds them."""
     total = 0
-    for pid, _ in group_stats(pgid):
+    for pid, _ in emulator.group_members(pgid):
         try:
             for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Pss:"):
@@ -109,22 +109,8 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-def group_stats(pgid: int) -> list[tuple[int, list[str]]]:
-    """(pid, /proc/<pid>/stat fields after the command name) for every process of the group."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                if int(fields[2]) == pgid:
-                    out.append((int(entry.name), fields))
-            except (OSError, ValueError, IndexError):
-                pass
-    return out
-
-
 def count_group(pgid: int) -> int:
-    return len(group_stats(pgid))
+    return len(emulator.group_members(pgid))
 
 
 TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -143,19 +129,19 @@ class CpuSnapshot:
 
     @classmethod
     def take(cls, pid: int) -> CpuSnapshot:
-        emulator = workers = 0.0
-        for member, f in group_stats(pid):
+        engine = workers = 0.0
+        for member, f in emulator.group_members(pid):
             # fields[11:15] = utime stime cutime cstime (stat fields 14-17)
             own = (int(f[11]) + int(f[12])) / TICK
             if member == pid:
-                emulator = own
+                engine = own
                 workers += (int(f[13]) + int(f[14])) / TICK  # reaped workers
             else:
                 workers += own
         cpu = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
         idle = cpu[3] + cpu[4]  # idle + iowait
         me = resource.getrusage(resource.RUSAGE_SELF)
-        return cls(emulator, workers, me.ru_utime + me.ru_stime, (sum(cpu) - idle) / TICK, sum(cpu) / TICK)
+        return cls(engine, workers, me.ru_utime + me.ru_stime, (sum(cpu) - idle) / TICK, sum(cpu) / TICK)
 
     def since(self, before: CpuSnapshot, tasks: int) -> dict:
         emu_ms = (self.emulator - before.emulator) * 1000 / max(tasks, 1)

@@ -3,9 +3,9 @@
 Powertools' AsyncBatchProcessor reports per-record failures, so one bad record
 never fails its neighbours, and handles a batch's records concurrently: each
 is a StartExecution round trip, and one after another a batch of ten took ten
-round trips, which bounded how fast the queue drained. A failed record's visibility is shortened with
-backoff, so retries come in seconds rather than after the queue's whole
-visibility timeout. On its last receive (maxReceiveCount) a failing record is
+round trips, which bounded how fast the queue drained. A failed record's
+visibility is shortened with backoff, so retries come in seconds rather than
+after the queue's whole visibility timeout. On its last receive (maxReceiveCount) a failing record is
 going to the DLQ: the task is marked DEAD_LETTERED with the error, and the
 record is released at once so SQS moves it there on the next poll."""
 

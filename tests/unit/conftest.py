@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import re
@@ -25,6 +26,7 @@ import boto3
 import pytest
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS
+from botocore.stub import Stubber
 from moto import mock_aws
 
 from tmctl.core.deploy import load_template
@@ -339,3 +341,13 @@ def load_event():
         return json.loads((EVENTS_DIR / f"{name}.json").read_text())
 
     return load
+
+
+@contextlib.contextmanager
+def stubbed(service: str):
+    """A (client, Stubber) pair for one service: any call not queued on the stub
+    fails the test, and every queued response must have been used by the end."""
+    client = boto3.client(service, region_name=REGION)
+    with Stubber(client) as stub:
+        yield client, stub
+        stub.assert_no_pending_responses()

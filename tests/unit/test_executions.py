@@ -10,12 +10,11 @@ import json
 import re
 from types import SimpleNamespace
 
-import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 from typer.testing import CliRunner
 
-from tests.unit.conftest import EVENTS_DIR, REGION
+from tests.unit.conftest import EVENTS_DIR, REGION, stubbed
 from tmctl.cli.app import app
 from tmctl.cli.context import State
 from tmctl.core.errors import ExitCode, NotFound, UsageError
@@ -89,18 +88,14 @@ def described(name: str, status: str, *, start: dt.datetime = T0, task_id: str =
 
 @pytest.fixture
 def sfn():
-    client = boto3.client("stepfunctions", region_name=REGION)
-    with Stubber(client) as stub:
-        yield client, stub
-        stub.assert_no_pending_responses()
+    with stubbed("stepfunctions") as pair:
+        yield pair
 
 
 @pytest.fixture
 def ddb():
-    client = boto3.client("dynamodb", region_name=REGION)
-    with Stubber(client) as stub:
-        yield client, stub
-        stub.assert_no_pending_responses()
+    with stubbed("dynamodb") as pair:
+        yield pair
 
 
 def expect_described(stub: Stubber, answer: dict) -> None:

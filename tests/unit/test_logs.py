@@ -9,12 +9,10 @@ import itertools
 import json
 from types import SimpleNamespace
 
-import boto3
 import pytest
-from botocore.stub import Stubber
 from typer.testing import CliRunner
 
-from tests.unit.conftest import REGION
+from tests.unit.conftest import stubbed
 from tmctl.cli.app import app
 from tmctl.cli.context import State
 from tmctl.core.errors import ExitCode, UsageError
@@ -46,10 +44,8 @@ def ev(ms: int, message: str, stream: str = "2026/11/26/[$LATEST]a5b6", event_id
 
 @pytest.fixture
 def logs():
-    client = boto3.client("logs", region_name=REGION)
-    with Stubber(client) as stub:
-        yield client, stub
-        stub.assert_no_pending_responses()
+    with stubbed("logs") as pair:
+        yield pair
 
 
 # ------------------------------------------------------------------ names and patterns

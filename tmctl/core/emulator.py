@@ -208,20 +208,31 @@ def require_engine(target: Target) -> Engine:
     return engine
 
 
-def group_rss_bytes(pid: int) -> int:
-    """Resident memory of a process group (the emulator and its Lambda workers)."""
-    total = 0
-    for entry in Path("/proc").iterdir():
+def group_members(pgid: int) -> list[tuple[int, list[str]]]:
+    """(pid, /proc/<pid>/stat fields after the command name) of every process in
+    a process group: the emulator and its Lambda workers. Empty without /proc."""
+    out = []
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
-            fields = stat.rsplit(")", 1)[1].split()
-            if int(fields[2]) != pid:  # pgrp
-                continue
-            for line in (entry / "status").read_text().splitlines():
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:  # pgrp
+                out.append((int(entry.name), fields))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def group_rss_bytes(pid: int) -> int:
+    """Resident memory of a process group (the emulator and its Lambda workers)."""
+    total = 0
+    for member, _ in group_members(pid):
+        try:
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1]) * 1024
+                    break
         except (OSError, ValueError, IndexError):
             continue
     return total

@@ -24,7 +24,7 @@ import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from tmctl.core.backend import Backend, unsupported
 from tmctl.core.errors import NotFound, TmctlError, UsageError, from_client_error
@@ -131,11 +131,7 @@ def queue_url(sqs, ident: str) -> str:
     try:
         return sqs.get_queue_url(**kwargs)["QueueUrl"]
     except Exception as err:
-        if _code(err) in NOT_EXISTS_CODES:
-            raise NotFound(f"queue {ident} does not exist", "check the name with `aws sqs list-queues`") from None
-        if type(err).__module__.startswith("botocore"):
-            raise from_client_error(err, f"get queue {ident}") from err
-        raise
+        _raise_queue_error(err, ident, "get")
 
 
 def load_queue(sqs, ident: str) -> QueueRef:
@@ -143,12 +139,18 @@ def load_queue(sqs, ident: str) -> QueueRef:
     try:
         attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"]).get("Attributes", {})
     except Exception as err:
-        if _code(err) in NOT_EXISTS_CODES:
-            raise NotFound(f"queue {url} does not exist", "check the name with `aws sqs list-queues`") from None
-        if type(err).__module__.startswith("botocore"):
-            raise from_client_error(err, f"read queue {url}") from err
-        raise
+        _raise_queue_error(err, url, "read")
     return QueueRef(url, attrs)
+
+
+def _raise_queue_error(err: Exception, queue: str, action: str) -> NoReturn:
+    """A failed queue lookup: NotFound for a missing queue, a tmctl error for
+    any other AWS error, anything else as it was."""
+    if _code(err) in NOT_EXISTS_CODES:
+        raise NotFound(f"queue {queue} does not exist", "check the name with `aws sqs list-queues`") from None
+    if type(err).__module__.startswith("botocore"):
+        raise from_client_error(err, f"{action} queue {queue}") from err
+    raise err
 
 
 def find_sources(sqs, backend: Backend, dlq: QueueRef,
