@@ -1,5 +1,6 @@
 """The local engine: detect what answers on the endpoint, start the embedded
-MiniStack as a background process (pid + log in the state dir), stop it by pid."""
+MiniStack as a background process (pid, start time and log in the state dir),
+stop it by pid once the pid is proven to still be that process."""
 
 from __future__ import annotations
 
@@ -65,22 +66,88 @@ def workdir(target: Target) -> Path:
     return target.state_dir / f"emulator-{target.port}"
 
 
+RECORD_FILE = "process.json"  # pid + start time of the emulator tmctl started (older tmctl: a bare `pid` file)
+PROC = Path("/proc")
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """What names one process for its whole life: a pid is reused, (pid, start) is not."""
+
+    started: str  # opaque, compared for equality only
+    command: str
+
+
+def process_info(pid: int) -> ProcessInfo | None:
+    """The running process `pid`'s start time and command line, or None if it is gone.
+    Linux: /proc (boot id + start in clock ticks: exact). Elsewhere (macOS, BSD):
+    `ps -o lstart=` (to the second; the command line must match as well)."""
+    if (PROC / "self" / "stat").exists():
+        try:
+            stat = (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (PROC / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            boot = (PROC / "sys" / "kernel" / "random" / "boot_id").read_text().strip()
+        except (OSError, IndexError):
+            return None
+        return ProcessInfo(f"linux:{boot}:{stat[19]}", cmdline.strip())  # field 22: starttime
+    try:
+        out = subprocess.run(["ps", "-o", "lstart=", "-o", "command=", "-p", str(pid)],  # noqa: S607 - POSIX ps
+                             capture_output=True, text=True, timeout=5, env={**os.environ, "LC_ALL": "C"}).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    parts = out.split(None, 5)  # "Tue May 12 10:00:00 2026 python -m ministack"
+    return ProcessInfo("ps:" + " ".join(parts[:5]), parts[5].strip()) if len(parts) == 6 else None
+
+
+def record_process(target: Target, pid: int) -> None:
+    """Remember the emulator just started. Read at once: until tmctl reaps its
+    child the pid cannot be reused, so this is that process's identity."""
+    info = process_info(pid)  # its command line may not be set yet (exec in progress); its start time is
+    wd = workdir(target)
+    data = {"pid": pid, "started": info.started if info else None}
+    tmp = wd / (RECORD_FILE + ".part")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(wd / RECORD_FILE)
+
+
+def forget_process(target: Target) -> None:
+    wd = workdir(target)
+    for name in (RECORD_FILE, "pid"):
+        (wd / name).unlink(missing_ok=True)
+
+
 def read_process(target: Target) -> EmulatorProcess | None:
+    """The emulator tmctl started on this port, only if that very process still
+    runs: same pid, same start time, still MiniStack. Anything else (gone, pid
+    reused, an old record without a start time) is never ours to signal."""
     wd = workdir(target)
     try:
-        pid = int((wd / "pid").read_text().strip())
-    except (OSError, ValueError):
+        record = json.loads((wd / RECORD_FILE).read_text())
+        pid, started = int(record["pid"]), record["started"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return _legacy_process(target)
+    if not started or not _alive(pid):
         return None
-    if not _alive(pid) or not _is_ministack(pid):
-        return None  # gone, or the pid now belongs to something else: never signal it
+    info = process_info(pid)
+    if info is None or info.started != started or MINISTACK not in info.command:
+        return None
     return EmulatorProcess(pid, target.port, wd / "ministack.log", wd)
 
 
-def _is_ministack(pid: int) -> bool:
+def _legacy_process(target: Target) -> EmulatorProcess | None:
+    """An emulator started by a tmctl that wrote only a bare `pid` file. Proven
+    ours on Linux alone: it is MiniStack and runs in this very work dir (tmctl
+    starts it there). Elsewhere nothing proves it, so it is left alone."""
+    wd = workdir(target)
     try:
-        return b"ministack" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return True  # no /proc (not Linux): trust the pid file
+        pid = int((wd / "pid").read_text().strip())
+        ours = (PROC / str(pid) / "cwd").resolve() == wd.resolve()
+        command = (PROC / str(pid) / "cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    if not ours or MINISTACK.encode() not in command:
+        return None
+    return EmulatorProcess(pid, target.port, wd / "ministack.log", wd)
 
 
 def _alive(pid: int) -> bool:
@@ -163,7 +230,7 @@ def launch(target: Target, *, extra_env: dict[str, str] | None = None, timeout: 
             [sys.executable, "-m", "ministack"], env=emulator_env(target, wd, extra=extra_env),
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=wd,
         )
-    (wd / "pid").write_text(str(proc.pid))
+    record_process(target, proc.pid)
     return Launch(target, timeout, proc=proc, log_path=log_path)
 
 
@@ -178,14 +245,14 @@ def stop(target: Target, timeout: float = 10.0) -> int | None:
     proc = read_process(target)
     wd = workdir(target)
     if proc is None:
-        (wd / "pid").unlink(missing_ok=True)
+        forget_process(target)  # nothing of ours runs: a stale record must not outlive it
         return None
     _signal_group(proc.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while _alive(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     _signal_group(proc.pid, signal.SIGKILL)  # stragglers: Lambda workers that ignored SIGTERM
-    (wd / "pid").unlink(missing_ok=True)
+    forget_process(target)
     shutil.rmtree(wd / "tmp", ignore_errors=True)
     return proc.pid
 

@@ -12,6 +12,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tmctl.core.errors import TmctlError
+
 FUNCTIONS = {
     # template parameter → source dir under lambdas/
     "TaskApiCodeKey": "task_api",
@@ -83,7 +85,7 @@ def layer_artifact(build_dir: Path) -> Artifact:
     """Powertools and its pure-Python dependencies under python/, as a Lambda
     layer expects. Cached by distribution versions: the zip is rebuilt only
     when an upgrade changes them."""
-    dists = [md.distribution(name) for name in LAYER_DISTRIBUTIONS]
+    dists = [_distribution(name) for name in LAYER_DISTRIBUTIONS]
     stamp = ";".join(f"{d.metadata['Name']}=={d.version}" for d in dists)
     stamp_sha = hashlib.sha256(stamp.encode()).hexdigest()[:20]
     marker = build_dir / f"layer-{stamp_sha}.sha256"
@@ -94,14 +96,24 @@ def layer_artifact(build_dir: Path) -> Artifact:
             return Artifact(LAYER_PARAMETER, f"layers/deps-{sha[:20]}.zip", path, sha)
     entries: list[tuple[str, Path]] = []
     for dist in dists:
-        for rel in dist.files or []:
-            src = Path(dist.locate_file(rel))
-            if rel.name == "RECORD" or rel.parts[0] in {"..", "bin"} or not _wanted(src):
-                continue
-            entries.append(("python/" + rel.as_posix(), src))
+        files = [(rel, Path(dist.locate_file(rel))) for rel in dist.files or []]
+        found = [("python/" + rel.as_posix(), src) for rel, src in files
+                 if rel.name != "RECORD" and rel.parts[0] not in {"..", "bin"} and _wanted(src)]
+        if not found:  # installed without a RECORD (some system packagers): the layer would miss it
+            raise TmctlError(f"cannot build the Lambda layer: no installed files listed for {dist.metadata['Name']}",
+                             "install tmctl with pip or pipx, which record every file of its dependencies")
+        entries += found
     path, sha = _store(build_dir, "deps-layer", deterministic_zip(entries))
     marker.write_text(sha)
     return Artifact(LAYER_PARAMETER, f"layers/deps-{sha[:20]}.zip", path, sha)
+
+
+def _distribution(name: str) -> md.Distribution:
+    try:
+        return md.distribution(name)
+    except md.PackageNotFoundError:
+        raise TmctlError(f"cannot build the Lambda layer: {name} is not installed beside tmctl",
+                         "reinstall tmctl (pip or pipx installs its dependencies)") from None
 
 
 def definition_artifact(project: Path, build_dir: Path) -> Artifact:
