@@ -23,8 +23,9 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType, async_process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.exceptions import BotoCoreError, ClientError
+from taskcore import config
 from taskcore.aws import BOTO_CONFIG
-from taskcore.config import failure_rules, injected_failure
+from taskcore.config import injected_failure
 from taskcore.dynamo import from_item, to_value
 from taskcore.model import TASK_ID_PATTERN, Status, execution_name, now_iso, workflow_view
 
@@ -38,7 +39,7 @@ processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_
 STATE_MACHINE_ARN = os.environ.get("STATE_MACHINE_ARN", "")
 QUEUE_URL = os.environ.get("QUEUE_URL", "")
 TABLE = os.environ.get("TABLE_NAME", "")
-RETRY_BASE_SECONDS = int(os.environ.get("RETRY_BASE_SECONDS", "2"))
+RETRY_BASE_SECONDS = 2  # when the stage's retry-base-seconds parameter is missing or invalid
 RETRY_MAX_SECONDS = int(os.environ.get("RETRY_MAX_SECONDS", "60"))
 MAX_RECEIVE_COUNT = int(os.environ.get("MAX_RECEIVE_COUNT", "3"))  # the queue's redrive policy
 
@@ -133,7 +134,7 @@ def retry_delay(receive_count: int) -> int:
     record's next stop is the DLQ and waiting would only delay it."""
     if receive_count >= MAX_RECEIVE_COUNT:
         return 0
-    return min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** max(0, receive_count - 1))
+    return min(RETRY_MAX_SECONDS, config.retry_base_seconds(RETRY_BASE_SECONDS) * 2 ** max(0, receive_count - 1))
 
 
 def task_id_of(record: SQSRecord) -> str | None:
@@ -212,12 +213,12 @@ def handle_record(record: SQSRecord) -> None:
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict, context) -> dict:
+    config.apply_log_level(logger)
     if event.get("warmup"):
         Clients.ensure().sfn  # noqa: B018 - the hot path's client, built while warming
         logger.info("warm")
         return {"warm": True}
-    # Read (or refresh) the failure switch here, once, so the records' threads find
+    # The configuration was read (or refreshed) above, once, so the records' threads find
     # Powertools' SSM provider built and its cache fresh instead of racing to build them.
-    failure_rules()
     return async_process_partial_response(event=event, record_handler=record_handler, processor=processor,
                                           context=context)

@@ -16,6 +16,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from botocore.exceptions import BotoCoreError, ClientError
+from taskcore import config
 from taskcore.aws import BOTO_CONFIG, THROTTLING_CODES
 from taskcore.dynamo import from_item, to_item, to_value
 from taskcore.model import (
@@ -47,14 +48,15 @@ DECLARED_PATHS = (
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None):
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
 
 
-def error_response(status: int, code: str, message: str) -> Response:
+def error_response(status: int, code: str, message: str, retry_after: int | None = None) -> Response:
     return Response(status_code=status, content_type="application/json",
-                    body=json.dumps({"error": code, "message": message}))
+                    body=json.dumps({"error": code, "message": message}),
+                    headers={"Retry-After": str(retry_after)} if retry_after else None)
 
 
 def json_response(status: int, payload: dict, headers: dict | None = None) -> Response:
@@ -245,6 +247,9 @@ def read_json_body() -> object:
 @app.post("/tasks")
 def create_task():
     task = TaskInput.parse(read_json_body())
+    if not config.intake_open():
+        raise ApiError(503, "INTAKE_PAUSED", "the stage is not taking new tasks right now (its 'intake' "
+                       "parameter is 'paused'); retry later", retry_after=30)
     status, item = service().create(task)
     return json_response(status, public_view(item), headers={"Location": f"tasks/{item['taskID']}"})
 
@@ -286,7 +291,7 @@ def on_validation_error(err: ValidationError):
 
 @app.exception_handler(ApiError)
 def on_api_error(err: ApiError):
-    return error_response(err.status, err.code, err.message)
+    return error_response(err.status, err.code, err.message, err.retry_after)
 
 
 @app.exception_handler(NotFoundError)
@@ -340,6 +345,7 @@ def with_stage_in_path(event: dict) -> dict:
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict, context) -> dict:
+    config.apply_log_level(logger)
     if event.get("warmup"):
         service()
         logger.info("warm")

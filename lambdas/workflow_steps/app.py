@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 
 from aws_lambda_powertools import Logger
+from taskcore import config
 from taskcore.config import injected_failure
 from taskcore.dynamo import to_value
 from taskcore.model import now_iso
@@ -125,6 +126,7 @@ def run_steps(req: StepRequest, today: dt.date | None = None) -> dict:
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict, context) -> dict:
+    config.apply_log_level(logger)
     if event.get("warmup"):
         logger.info("warm")
         return {"warm": True}

@@ -179,12 +179,21 @@ class Stack:
         self.cfn.attrs[f"{logical}.Arn"] = arn
         return url
 
-    def create_failure_parameter(self) -> str:
-        props = self.cfn.props("FailureInjectionParameter")
-        self.ssm.put_parameter(Name=props["Name"], Type=props["Type"], Value=props["Value"],
-                               Description=props["Description"])
-        self.cfn.refs["FailureInjectionParameter"] = props["Name"]
-        return props["Name"]
+    def create_parameters(self) -> dict[str, str]:
+        """Every SSM parameter the template declares: logical id → name."""
+        names = {}
+        for logical, res in self.cfn.template["Resources"].items():
+            if res["Type"] != "AWS::SSM::Parameter":
+                continue
+            props = self.cfn.props(logical)
+            self.ssm.put_parameter(Name=props["Name"], Type=props["Type"], Value=str(props["Value"]),
+                                   Description=props["Description"],
+                                   **({"AllowedPattern": props["AllowedPattern"]} if "AllowedPattern" in props else {}))
+            self.cfn.refs[logical] = names[logical] = props["Name"]
+        return names
+
+    def set_parameter(self, logical: str, value: str) -> None:
+        self.ssm.put_parameter(Name=self.cfn.refs[logical], Type="String", Value=value, Overwrite=True)
 
     def set_failure_rules(self, rules: list[dict]) -> None:
         self.ssm.put_parameter(Name=self.failure_param, Type="String", Value=json.dumps(rules), Overwrite=True)
@@ -242,7 +251,7 @@ def deploy_stack(template: dict, clients: dict[str, Any]) -> Stack:
     stack.dlq_url = stack.create_queue("DeadLetterQueue")
     stack.queue_url = stack.create_queue("TaskQueue")
     stack.queue_arn = stack.cfn.attrs["TaskQueue.Arn"]
-    stack.failure_param = stack.create_failure_parameter()
+    stack.failure_param = stack.create_parameters()["FailureInjectionParameter"]
     stack.declare_functions_and_roles()
     stack.state_machine_arn = stack.create_state_machine()
     return stack

@@ -452,7 +452,6 @@ def test_module_reads_its_environment_from_the_template(event_processor, stack):
     assert stack.state_machine_arn == event_processor.STATE_MACHINE_ARN == STATE_MACHINE_ARN
     assert stack.queue_url == event_processor.QUEUE_URL
     assert stack.table == event_processor.TABLE
-    assert stack.cfn.refs["RetryBaseSeconds"] == event_processor.RETRY_BASE_SECONDS
     assert stack.cfn.refs["MaxReceiveCount"] == event_processor.MAX_RECEIVE_COUNT
 
 

@@ -37,7 +37,8 @@ def test_this_machine_is_measured_not_assumed():
 def test_local_parameters_keep_the_fast_back_off(template):
     params = local_parameters(Machine(2, 24 * GIB))
 
-    assert params == {"ApiConcurrency": "32", "StepsConcurrency": "4", "RetryBaseSeconds": "1"}
+    # ApiAuth NONE: a local stage keeps the seed's open front door (AWS stages default to AWS_IAM)
+    assert params == {"ApiConcurrency": "32", "StepsConcurrency": "4", "RetryBaseSeconds": "1", "ApiAuth": "NONE"}
     assert set(params) <= set(template["Parameters"])
     # and the template turns them into the limits the emulator gets
     assert declared_concurrency(template, params) == {
@@ -89,3 +90,12 @@ def test_an_unreserved_limit_removes_a_reservation_the_function_still_has(templa
         # THEN the reservation is removed (not set to 0, which would refuse every request)
         assert applied == ["fn-TaskApiFunction=unreserved"]
         la.assert_no_pending_responses()
+
+
+def test_the_embedded_engine_records_calls_for_the_iam_report_unless_turned_off(monkeypatch):
+    from tmctl.core.limits import local_engine_env
+
+    monkeypatch.delenv("TMCTL_RECORD_CALLS", raising=False)
+    assert local_engine_env()["CLOUDTRAIL_RECORDING"] == "1"
+    monkeypatch.setenv("TMCTL_RECORD_CALLS", "0")
+    assert local_engine_env()["CLOUDTRAIL_RECORDING"] == "0"

@@ -88,7 +88,7 @@ def test_iam_statements_grant_no_wildcard_actions_or_resources(template):
 LAMBDA_LOGS = {"logs:CreateLogStream", "logs:PutLogEvents"}  # the Lambda runtime's own calls
 CALLS = {
     "TaskApiRole": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Scan",
-                    "dynamodb:Query", "sqs:SendMessage"} | LAMBDA_LOGS,
+                    "dynamodb:Query", "sqs:SendMessage", "ssm:GetParameter"} | LAMBDA_LOGS,
     "EventProcessorRole": {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
                            "sqs:ChangeMessageVisibility", "states:StartExecution", "ssm:GetParameter",
                            "dynamodb:GetItem", "dynamodb:UpdateItem"} | LAMBDA_LOGS,
@@ -244,7 +244,7 @@ def code_calls(source_dir) -> set[str]:
         text = path.read_text()
         for client, method in re.findall(r"\b(ddb|sqs|sfn)\.([a-z_]+)\(", text):
             calls.add(f"{CLIENT_SERVICE[client]}:{''.join(w.title() for w in method.split('_'))}")
-        if "injected_failure(" in text:  # taskcore.config reads the switch from SSM
+        if "config." in text or "injected_failure(" in text:  # taskcore.config reads SSM
             calls.add("ssm:GetParameter")
     return calls
 
@@ -256,3 +256,144 @@ def test_each_role_matches_the_calls_in_its_handler_source(handler):
 
     assert found, f"no AWS calls found in lambdas/{handler}: the scan is broken"
     assert found | PLATFORM_CALLS.get(role, set()) | LAMBDA_LOGS == CALLS[role]
+
+
+# ------------------------------------------------------------------ data and front door by stage
+
+
+def resolve(node, params: dict[str, str], template: dict):
+    """Fn::If / conditions / Ref to a parameter, as CloudFormation (with the
+    LanguageExtensions transform) resolves them for these parameter values."""
+    values = {k: str(v.get("Default", "")) for k, v in template["Parameters"].items()} | params
+    conditions = template["Conditions"]
+
+    def ev(n):
+        if not isinstance(n, dict) or len(n) != 1:
+            return n
+        (fn, arg), = n.items()
+        if fn == "Ref":
+            return None if arg == "AWS::NoValue" else values.get(arg, n)
+        if fn == "Condition":
+            return ev(conditions[arg])
+        if fn == "Fn::If":
+            return ev(arg[1] if ev(conditions[arg[0]]) else arg[2])
+        if fn == "Fn::Equals":
+            return str(ev(arg[0])) == str(ev(arg[1]))
+        if fn == "Fn::Or":
+            return any(ev(a) for a in arg)
+        if fn == "Fn::And":
+            return all(ev(a) for a in arg)
+        if fn == "Fn::Not":
+            return not ev(arg[0])
+        return n
+
+    return ev(node)
+
+
+def test_the_template_declares_the_transform_its_stage_policies_need(template):
+    # Fn::If in DeletionPolicy/UpdateReplacePolicy is only valid under AWS::LanguageExtensions
+    transforms = template.get("Transform")
+    assert "AWS::LanguageExtensions" in (transforms if isinstance(transforms, list) else [transforms])
+
+
+@pytest.mark.parametrize("stage", ["prod", "production"])
+def test_production_stages_keep_the_tasks_table(template, stage):
+    table = template["Resources"]["TasksTable"]
+
+    # the stack's deletion (tmctl down) and a replacing update both leave the table and its data
+    assert resolve(table["DeletionPolicy"], {"Stage": stage}, template) == "Retain"
+    assert resolve(table["UpdateReplacePolicy"], {"Stage": stage}, template) == "Retain"
+    assert resolve(table["Properties"]["DeletionProtectionEnabled"], {"Stage": stage}, template) is True
+
+
+@pytest.mark.parametrize("stage", ["dev", "local", "test", "staging", "prod2"])
+def test_other_stages_delete_the_tasks_table_with_the_stack(template, stage):
+    table = template["Resources"]["TasksTable"]
+
+    assert resolve(table["DeletionPolicy"], {"Stage": stage}, template) == "Delete"
+    assert resolve(table["UpdateReplacePolicy"], {"Stage": stage}, template) == "Delete"
+    assert resolve(table["Properties"]["DeletionProtectionEnabled"], {"Stage": stage}, template) is False
+
+
+def test_the_templates_production_stages_are_the_functions(template):
+    # one definition of "production" for the data (here) and the failure-injection switch (taskcore.config)
+    from taskcore.config import PRODUCTION_STAGES
+
+    stages = {"prod", "production", "dev", "local", "staging", "preprod"}
+    production = {s for s in stages if resolve({"Condition": "IsProduction"}, {"Stage": s}, template)}
+    assert production == set(PRODUCTION_STAGES)
+
+
+def test_point_in_time_recovery_is_on_for_every_stage(template):
+    props = template["Resources"]["TasksTable"]["Properties"]
+
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+
+
+ROUTES = ("CreateTaskRoute", "ListTasksRoute", "GetTaskRoute", "DefaultRoute")
+
+
+def test_aws_stages_default_to_iam_and_local_up_opens_the_front_door(template):
+    from tmctl.core.deploy import local_parameters
+    from tmctl.core.limits import Machine
+
+    assert template["Parameters"]["ApiAuth"]["Default"] == "AWS_IAM"
+    assert set(template["Parameters"]["ApiAuth"]["AllowedValues"]) == {"NONE", "AWS_IAM", "JWT"}
+    assert local_parameters(Machine(2, 8 * 1024))["ApiAuth"] == "NONE"
+    # tmctl reads this to decide whether to sign
+    assert template["Outputs"]["ApiAuth"]["Value"] == {"Ref": "ApiAuth"}
+
+
+@pytest.mark.parametrize("auth", ["NONE", "AWS_IAM", "JWT"])
+def test_every_route_takes_the_chosen_authorization(template, auth):
+    # $default included: no path reaches the function around the front door
+    params = {"ApiAuth": auth, "JwtIssuer": "https://issuer.example", "JwtAudience": "client-1"}
+    for name in ROUTES:
+        props = template["Resources"][name]["Properties"]
+        assert resolve(props["AuthorizationType"], params, template) == auth, name
+        authorizer = resolve(props["AuthorizerId"], params, template)
+        assert authorizer == ({"Ref": "JwtAuthorizer"} if auth == "JWT" else None), name
+
+
+def test_the_jwt_authorizer_exists_only_for_jwt_and_demands_issuer_and_audience(template):
+    authorizer = template["Resources"]["JwtAuthorizer"]
+    rule = template["Rules"]["JwtNeedsIssuerAndAudience"]
+
+    assert authorizer["Condition"] == "UseJwt"
+    assert template["Conditions"]["UseJwt"] == {"Fn::Equals": [{"Ref": "ApiAuth"}, "JWT"]}
+    assert authorizer["Properties"]["AuthorizerType"] == "JWT"
+    assert authorizer["Properties"]["JwtConfiguration"]["Issuer"] == {"Ref": "JwtIssuer"}
+    # a JWT stage cannot be created without both: the stack refuses before any resource exists
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "ApiAuth"}, "JWT"]}
+    asserted = {json.dumps(a["Assert"], sort_keys=True) for a in rule["Assertions"]}
+    assert asserted == {json.dumps({"Fn::Not": [{"Fn::Equals": [{"Ref": p}, ""]}]}, sort_keys=True)
+                        for p in ("JwtIssuer", "JwtAudience")}
+
+
+def test_the_stage_writes_json_access_logs_to_its_own_log_group_with_retention(template):
+    stage = template["Resources"]["ApiStage"]["Properties"]
+    logs = stage["AccessLogSettings"]
+    group = template["Resources"]["ApiAccessLogGroup"]
+
+    assert logs["DestinationArn"] == {"Fn::GetAtt": "ApiAccessLogGroup.Arn"}
+    assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    assert sub_text(group["Properties"]["LogGroupName"]).startswith("/aws/vendedlogs/")
+    line = json.loads(logs["Format"])  # one JSON object per request
+    assert {"requestId", "ip", "routeKey", "status", "caller"} <= set(line)
+    assert all(v.startswith("$context.") for v in line.values())
+    # and the throttling that protects the front door stays
+    assert stage["DefaultRouteSettings"]["ThrottlingRateLimit"] == {"Ref": "ApiThrottleRate"}
+
+
+CHECKOV_SKIP_IDS = {"CKV_AWS_27", "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_119", "CKV_AWS_158", "CKV_AWS_173"}
+
+
+def test_every_checkov_skip_carries_a_reason(template):
+    # checkov runs in CI (.ci/run); a skip without a reason is an unexplained failed check
+    skips = [(name, s) for name, res in template["Resources"].items()
+             for s in res.get("Metadata", {}).get("checkov", {}).get("skip", [])]
+
+    assert skips, "no skips found: the walk is broken"
+    for name, skip in skips:
+        assert skip["id"] in CHECKOV_SKIP_IDS, f"{name}: new skip {skip['id']} (explain it, then add it here)"
+        assert len(skip.get("comment", "").split()) >= 8, f"{name}: {skip['id']} needs a reason"

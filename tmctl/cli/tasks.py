@@ -13,9 +13,10 @@ app = typer.Typer(help="Create and read tasks through the HTTP API.\n\n"
 
 
 def _api(ctx: typer.Context):
-    from tmctl.core.api import TaskApi
+    from tmctl.core.api import task_api
 
-    return TaskApi(state(ctx).stack().api_url)
+    st = state(ctx)
+    return task_api(st.stack(), st.clients().session)  # SigV4-signed when the stack's ApiAuth is AWS_IAM
 
 
 def _task_rows(task: dict) -> list:
@@ -197,14 +198,14 @@ def reconcile(
 
     Example: tmctl task reconcile --dry-run
     """
-    from tmctl.core.api import TaskApi
+    from tmctl.core.api import task_api
     from tmctl.core.reconcile import delivery_window
     from tmctl.core.reconcile import reconcile as run_reconcile
 
     st = state(ctx)
     c, info = st.clients(), st.stack()
     window = queued_after if queued_after is not None else delivery_window(c.sqs, info.queue_url)
-    results = run_reconcile(c.dynamodb, c.sqs, c.stepfunctions, TaskApi(info.api_url), info,
+    results = run_reconcile(c.dynamodb, c.sqs, c.stepfunctions, task_api(info, c.session), info,
                             older_than=older_than, queued_after=window,
                             task_ids_in_queues=_task_ids_in_queues(st), dry_run=dry_run)
     out.emit(st, results, lambda: out.table(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from tmctl.core.api import TaskApi
+from tmctl.core.api import task_api
 from tmctl.core.stack import StackInfo
 
 EXECUTION_STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
@@ -91,8 +91,8 @@ def tasks_by_status(ddb, table: str) -> dict[str, int]:
     return {s: count_tasks(ddb, table, s) for s in TASK_STATUSES}
 
 
-def stack_status(sqs, sfn, lam, ddb, stack: StackInfo, engine: str = "") -> StackStatus:
-    api = TaskApi(stack.api_url, timeout=5, max_attempts=1)
+def stack_status(sqs, sfn, lam, ddb, stack: StackInfo, engine: str = "", session=None) -> StackStatus:
+    api = task_api(stack, session, timeout=5, max_attempts=1)
     with ThreadPoolExecutor(max_workers=6) as pool:
         api_f = pool.submit(api.request, "GET", "/tasks?limit=1", retry=False)
         q_f = pool.submit(queue_depth, sqs, stack.queue_url)

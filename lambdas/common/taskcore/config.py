@@ -1,34 +1,108 @@
-"""Runtime configuration read from SSM Parameter Store (names come from the
-environment; values are cached by Powertools Parameters)."""
+"""Runtime configuration read from SSM Parameter Store.
+
+The stack creates the parameters under /<app>/<stage>/…; each function is told
+the names it may read by environment (`*_PARAM`), and its role may read only
+those. Powertools Parameters caches each value for CONFIG_CACHE_SECONDS. A missing, unreadable or
+invalid value never stops real work: the documented default applies, with a
+warning in the log."""
 
 from __future__ import annotations
 
 import fnmatch
 import json
+import logging
 import os
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities import parameters
+from botocore.exceptions import BotoCoreError, ClientError
 
 logger = Logger(child=True)
 
 CONFIG_MAX_AGE = int(os.environ.get("CONFIG_CACHE_SECONDS", "5"))
 PRODUCTION_STAGES = frozenset({"prod", "production"})
+# config key → the environment variable holding its parameter name.
+PARAM_ENV = {
+    "failure-injection": "FAILURE_INJECTION_PARAM",
+    "intake": "INTAKE_PARAM",
+    "log-level": "LOG_LEVEL_PARAM",
+    "retry-base-seconds": "RETRY_BASE_PARAM",
+}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+INTAKE_STATES = ("open", "paused")
+INJECTION_POINTS = ("processor", "validate", "enrich", "process")
+
+
+def _values() -> dict[str, str]:
+    """This function's configured values by key (only the keys it was given).
+
+    One GetParameter per name (each cached): GetParameters would be one call,
+    but MiniStack authorizes it against "*" rather than each name, so the
+    per-name grants AWS honours would be denied locally."""
+    values = {}
+    for key, env in PARAM_ENV.items():
+        name = os.environ.get(env)
+        if not name:
+            continue
+        try:
+            values[key] = parameters.get_parameter(name, max_age=CONFIG_MAX_AGE)
+        except (parameters.exceptions.GetParameterError, ClientError, BotoCoreError) as err:
+            logger.warning("configuration parameter unreadable; using its default",
+                           extra={"parameter": name, "error": str(err)[:300]})
+    return {k: v for k, v in values.items() if isinstance(v, str)}
+
+
+def _choice(key: str, allowed: tuple[str, ...], default: str, values: dict[str, str] | None = None) -> str:
+    raw = (values if values is not None else _values()).get(key)
+    if raw is None:
+        return default
+    value = raw.strip()
+    if key == "log-level":
+        value = value.upper()
+    if value not in allowed:
+        logger.warning("invalid configuration value; using the default", extra={"key": key, "default": default})
+        return default
+    return value
+
+
+def intake_open() -> bool:
+    """The maintenance switch: 'paused' refuses new tasks (503), reads go on."""
+    return _choice("intake", INTAKE_STATES, "open") == "open"
+
+
+def log_level() -> str:
+    return _choice("log-level", LOG_LEVELS, os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO").upper())
+
+
+def apply_log_level(target_logger: Logger) -> None:
+    """Follow the stage's log-level parameter without a redeploy."""
+    level = log_level()
+    if logging.getLevelName(target_logger.log_level) != level:
+        target_logger.setLevel(level)
+
+
+def retry_base_seconds(default: int) -> int:
+    """First back-off of a failed record, in seconds (0-900)."""
+    raw = _values().get("retry-base-seconds")
+    if raw is None:
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 900:
+        logger.warning("invalid configuration value; using the default", extra={"key": "retry-base-seconds"})
+        return default
+    return value
 
 
 def failure_rules() -> list[dict]:
     """The failure-injection switch: a JSON list of {"at": <processor|validate|
     enrich|process>, "match": <taskID glob>}. Ignored on production stages, so
     a stray value there can never fail real work."""
-    name = os.environ.get("FAILURE_INJECTION_PARAM")
-    if not name or os.environ.get("STAGE", "").lower() in PRODUCTION_STAGES:
+    if not os.environ.get(PARAM_ENV["failure-injection"]) or os.environ.get("STAGE", "").lower() in PRODUCTION_STAGES:
         return []
-    try:
-        raw = parameters.get_parameter(name, max_age=CONFIG_MAX_AGE)
-    except parameters.exceptions.GetParameterError:
-        # A missing or unreadable switch must not stop real work: no rules.
-        logger.warning("failure-injection parameter unreadable; injecting nothing", extra={"parameter": name})
-        return []
+    raw = _values().get("failure-injection")
     try:
         rules = json.loads(raw or "[]")
     except ValueError:
