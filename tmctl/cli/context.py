@@ -27,15 +27,15 @@ class State:
     _cache: dict = field(default_factory=dict)
 
     def target(self, local: bool = False) -> Target:
-        from tmctl.core.target import resolve_target
-
-        return resolve_target(local=self.local or local, endpoint_url=self.endpoint_url, region=self.region,
-                              profile=self.profile, stage=self.stage)
+        """The target, its region resolved: on AWS that is the boto3 Session's
+        (a profile's `region` included), so it builds the Session once."""
+        return self.clients(local).target
 
     def clients(self, local: bool = False) -> Clients:
-        from tmctl.core.target import Clients
+        from tmctl.core.target import Clients, resolve_target
 
-        target = self.target(local)
+        target = resolve_target(local=self.local or local, endpoint_url=self.endpoint_url, region=self.region,
+                                profile=self.profile, stage=self.stage)
         key = ("clients", target)
         if key not in self._cache:
             self._cache[key] = Clients(target)

@@ -1,5 +1,11 @@
-"""Stack lifecycle: up, down, status, verify."""
+"""Stack lifecycle: up, diff, down, status, verify.
 
+On AWS, `up` shows the change set and asks before executing it, and `down`
+asks for the stack name to be typed; `--yes` skips either question, and with
+no terminal on stdin and no `--yes` they refuse before changing anything.
+On an emulator (`--local`) neither asks: it is the dev loop."""
+
+import sys
 from typing import Annotated
 
 import typer
@@ -7,30 +13,71 @@ import typer
 from tmctl.cli import output as out
 from tmctl.cli.context import state
 
+ACTION_STYLE = {"Add": "green", "Modify": "yellow", "Remove": "red", "Import": "cyan", "Dynamic": "magenta"}
+REPLACEMENT_STYLE = {"True": "bold red", "Conditional": "yellow"}
 
-def up(
-    ctx: typer.Context,
-    param: Annotated[list[str] | None, typer.Option(
-        "--param", "-p", help="Template parameter override KEY=VALUE (repeatable).")] = None,
-    no_warm: Annotated[bool, typer.Option("--no-warm", help="Skip warming the functions.")] = False,
-) -> None:
-    """Start (or reuse) the emulator with --local, package the Lambdas, deploy the stack
-    by change set, and print its outputs. Re-running with nothing changed changes nothing.
+ParamOption = Annotated[list[str] | None, typer.Option(
+    "--param", "-p", help="Template parameter override KEY=VALUE (repeatable).")]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (AWS): for CI and scripts.")]
 
-    Example: tmctl up --local
-    """
-    from tmctl.core import emulator
+
+def _overrides(param: list[str] | None) -> dict[str, str]:
     from tmctl.core.errors import UsageError
-    from tmctl.core.up import bring_up
 
-    st = state(ctx)
-    target = st.target()
     overrides = {}
     for item in param or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UsageError(f"--param {item!r} is not KEY=VALUE", "e.g. --param LogRetentionDays=7")
         overrides[key] = value
+    return overrides
+
+
+def _require_answerable(what: str, yes: bool) -> None:
+    """Refuse up front, before anything is built or created, when a question
+    would have nobody to answer it."""
+    from tmctl.core.errors import ConfirmationRequired
+
+    if not yes and not sys.stdin.isatty():
+        raise ConfirmationRequired(what)
+
+
+def change_table(cs):
+    """A change set as a table: action, logical id, type, replacement."""
+    title = f"change set for {cs.stack_name} ({cs.change_type.lower()}): {len(cs.changes)} resource change(s)"
+
+    def styled(value: str, styles: dict[str, str]) -> str:
+        style = styles.get(value)
+        return f"[{style}]{value}[/{style}]" if style else value
+
+    return out.table(title, ["action", "logical id", "type", "replacement"],
+                     [(styled(c.action, ACTION_STYLE), out.escape(c.logical_id), c.resource_type,
+                       styled(c.replacement, REPLACEMENT_STYLE)) for c in cs.changes])
+
+
+def up(
+    ctx: typer.Context,
+    param: ParamOption = None,
+    no_warm: Annotated[bool, typer.Option("--no-warm", help="Skip warming the functions.")] = False,
+    yes: YesOption = False,
+) -> None:
+    """Start (or reuse) the emulator with --local, package the Lambdas, deploy the stack
+    by change set, and print its outputs. Re-running with nothing changed changes nothing.
+
+    On AWS the change set is shown as a table and executed only once you say yes
+    (--yes skips the question; without a terminal, --yes is required), and the
+    stack events stream while it deploys.
+
+    Example: tmctl up --local    (AWS: tmctl up --stage prod --profile work --yes)
+    """
+    from tmctl.core import emulator
+    from tmctl.core.up import apply, discard, prepare
+
+    st = state(ctx)
+    overrides = _overrides(param)
+    target = st.target()
+    if not target.local:
+        _require_answerable(f"deploying {target.stack_name} to AWS", yes)
     booting = emulator.launch(target) if target.local else None  # boots while artifacts are packaged
 
     def ready() -> None:
@@ -39,14 +86,32 @@ def up(
             started = f" (pid {proc.pid}, log {proc.log})" if proc else ""
             out.progress(f"{engine.name} {engine.version} on {target.endpoint_url}{started}")
 
+    clients = st.clients()
     out.progress(f"deploying {target.describe()}")
+    with out.Reporter(f"preparing {target.stack_name}") as report:
+        plan = prepare(clients, target, overrides=overrides, progress=report, ready=ready)
+    cs = plan.change_set
+    if not target.local and not cs.empty:
+        try:
+            out.stderr_console().print(change_table(cs))
+            out.confirm(f"Execute change set {cs.name} on {target.describe()}?", yes=yes)
+        except BaseException:  # declined, no terminal, Ctrl-C: leave no change set (or empty stack) behind
+            discard(clients, plan)
+            raise
     with out.Reporter(f"deploying {target.stack_name}") as report:
-        result = bring_up(st.clients(), target, overrides=overrides, warm=not no_warm, progress=report,
-                          ready=ready)
-    if report.count:
+        # On AWS every stack event stays on screen (minutes of them); locally they fold.
+        progress = report if target.local else (lambda message, detail=False: report(message))
+        try:
+            result = apply(clients, plan, warm=not no_warm, progress=progress)
+        except KeyboardInterrupt:
+            if not target.local and not cs.empty:
+                out.progress(f"stopped following; CloudFormation goes on deploying {target.stack_name}: "
+                             "see `tmctl status`")
+            raise
+    if result.deploy.changed:
         out.progress(f"{len(result.uploaded)} artifact(s) uploaded, {len(result.deploy.changes)} resource "
                      f"change(s), {result.deploy.status} in {result.deploy.seconds:.1f}s")
-    if not result.deploy.changed:
+    else:
         out.progress("no changes: stack is up to date")
     if result.concurrency_applied:
         out.progress("reserved concurrency set: " + ", ".join(result.concurrency_applied))
@@ -64,27 +129,73 @@ def up(
     ])
 
 
+def diff(
+    ctx: typer.Context,
+    param: ParamOption = None,
+) -> None:
+    """Show what `tmctl up` would change, as a change set, without executing it:
+    nothing is uploaded or created, and the change set is deleted afterwards.
+
+    Example: tmctl diff --stage prod -p LogRetentionDays=30 --output json
+    """
+    from tmctl.core import emulator
+    from tmctl.core.up import discard, prepare
+
+    st = state(ctx)
+    overrides = _overrides(param)
+    target = st.target()
+    if target.local:
+        emulator.require_engine(target)
+    clients = st.clients()
+    with out.Reporter(f"comparing with {target.stack_name}") as report:
+        plan = prepare(clients, target, overrides=overrides, dry_run=True, progress=report)
+    discard(clients, plan)
+    cs = plan.change_set
+    out.emit(st, cs.to_dict(), lambda: change_table(cs) if cs.changes else
+             f"no changes: {target.describe()} is up to date")
+
+
 def down(
     ctx: typer.Context,
     stop_emulator: Annotated[bool, typer.Option("--stop-emulator", help="Also stop the embedded emulator.")] = False,
+    yes: YesOption = False,
 ) -> None:
-    """Delete the stack (the artifact bucket stays).
+    """Delete the stack (the artifact bucket stays). On AWS you type the stack name
+    to confirm (--yes skips it; without a terminal, --yes is required).
 
     Example: tmctl down --local --stop-emulator
     """
     from tmctl.core import emulator
     from tmctl.core.deploy import delete_stack
+    from tmctl.core.stack import describe_stack
 
     st = state(ctx)
     target = st.target()
     if target.local:
         emulator.require_engine(target)
+    else:
+        _require_answerable(f"deleting {target.stack_name} on AWS", yes)
+        if not yes and describe_stack(st.clients().cloudformation, target) is not None:
+            _ask_for_the_name(target)
     with out.Reporter(f"deleting {target.stack_name}") as report:
-        deleted = delete_stack(st.clients().cloudformation, target, progress=report)
+        progress = report if target.local else (lambda message, detail=False: report(message))
+        deleted = delete_stack(st.clients().cloudformation, target, progress=progress)
     out.progress(f"deleted {target.stack_name}" if deleted else f"{target.stack_name} did not exist")
     if stop_emulator and target.local:
         pid = emulator.stop(target)
         out.progress(f"stopped emulator pid {pid}" if pid else "no emulator started by tmctl on this port")
+
+
+def _ask_for_the_name(target) -> None:
+    from tmctl.core.errors import Cancelled
+
+    out.stderr_console().print(
+        f"[bold red]This deletes {out.escape(target.describe())}[/bold red]: its queues, functions, workflow and "
+        "API, and its tasks table unless the stage retains it.")
+    typed = typer.prompt(f"Type the stack name ({target.stack_name}) to delete it", default="",
+                         show_default=False, err=True)
+    if typed.strip() != target.stack_name:
+        raise Cancelled(f"{typed.strip()!r} is not {target.stack_name!r}; nothing was deleted")
 
 
 def status(
@@ -112,7 +223,7 @@ def status(
     info = st.stack()
 
     def fetch():
-        return stack_status(c.sqs, c.stepfunctions, c.lambda_, c.dynamodb, info, engine)
+        return stack_status(c.sqs, c.stepfunctions, c.lambda_, c.dynamodb, info, engine, session=c.session)
 
     if watch:
         _watch(st, fetch, interval)
@@ -184,13 +295,14 @@ def verify(
 
     Exit code 5 when any check fails. Example: tmctl --local verify
     """
+    from tmctl.core.api import task_api
     from tmctl.core.errors import CheckFailed
     from tmctl.core.verify import verify as run_verify
 
     st = state(ctx)
     c = st.clients()
     info = st.stack()
-    result = run_verify(c.dynamodb, c.sqs, c.stepfunctions, info, timeout=timeout,
+    result = run_verify(c.dynamodb, c.sqs, c.stepfunctions, info, timeout=timeout, api=task_api(info, c.session),
                         on_check=lambda ch: out.progress(f"{'pass' if ch.passed else 'FAIL'}  {ch.name}"))
     data = {"taskID": result.task_id, "passed": result.passed, "checks": result.checks}
     out.emit(st, data, lambda: out.table(

@@ -32,6 +32,19 @@ class UsageError(TmctlError):
     exit_code = ExitCode.USAGE
 
 
+class ConfirmationRequired(UsageError):
+    """A question before a change on AWS, with nobody to answer it (no terminal
+    on stdin) and no --yes: refused before anything is created or deleted."""
+
+    def __init__(self, what: str):
+        super().__init__(f"{what} asks for confirmation, and stdin is not a terminal",
+                         "pass --yes to go ahead without the question")
+
+
+class Cancelled(TmctlError):
+    """The question was answered no: nothing was changed."""
+
+
 class NotFound(TmctlError):
     exit_code = ExitCode.NOT_FOUND
 

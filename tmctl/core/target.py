@@ -1,11 +1,25 @@
 """Where tmctl points: resolved once, here, from flags, then environment, then
-defaults. Dummy credentials only ever for an emulator."""
+defaults. Dummy credentials only ever for an emulator.
+
+Three kinds of target:
+
+- an emulator (`--local`, `--endpoint-url`, TMCTL_ENDPOINT_URL): dummy
+  credentials, a default region, the dev loop's shortcuts;
+- AWS: credentials *and region* from boto3's own chain (`--profile`/AWS_PROFILE,
+  the profile's `region`, instance roles, SSO, …); tmctl passes a region only
+  when `--region`, AWS_REGION or AWS_DEFAULT_REGION gives one;
+- AWS mode on an emulator (TMCTL_AWS_ENDPOINT_URL): an AWS target in every
+  respect — the credential and region chain, the change-set question, the
+  typed-name `down`, no emulator-only shortcuts — whose calls go to the given
+  endpoint. It exists so the AWS path can be tested against the embedded
+  emulator without faking AWS (tests/integration/test_aws_path.py).
+"""
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -16,6 +30,7 @@ if TYPE_CHECKING:
     import boto3
 
 ENV_ENDPOINT = "TMCTL_ENDPOINT_URL"
+ENV_AWS_MODE_ENDPOINT = "TMCTL_AWS_ENDPOINT_URL"  # AWS behaviour, calls sent to this endpoint (tests)
 ENV_AWS_ENDPOINT = "AWS_ENDPOINT_URL"
 ENV_LOCAL = "TMCTL_LOCAL"
 ENV_STAGE = "TMCTL_STAGE"
@@ -41,8 +56,10 @@ def _truthy(value: str | None) -> bool:
 @dataclass(frozen=True)
 class Target:
     local: bool
+    # An emulator's endpoint; on AWS None, or TMCTL_AWS_ENDPOINT_URL in AWS mode.
     endpoint_url: str | None
-    region: str
+    # None on AWS until the boto3 Session has resolved it (Clients.target).
+    region: str | None
     profile: str | None
     stage: str
     app: str = DEFAULT_APP
@@ -63,8 +80,12 @@ class Target:
         return host in {"localhost", "127.0.0.1", "::1"}
 
     def describe(self) -> str:
-        where = self.endpoint_url if self.local else f"AWS {self.region}" + (
-            f" (profile {self.profile})" if self.profile else "")
+        if self.local:
+            where = self.endpoint_url
+        else:
+            where = f"AWS {self.region or '(region from the profile)'}"
+            where += f" (profile {self.profile})" if self.profile else ""
+            where += f" via {self.endpoint_url}" if self.endpoint_url else ""
         return f"stack {self.stack_name} on {where}"
 
 
@@ -75,21 +96,30 @@ def default_state_dir() -> Path:
     return Path(base) / "tmctl"
 
 
+def _checked_url(endpoint: str) -> str:
+    parsed = urlparse(endpoint)
+    if parsed.scheme not in {"http", "https"} or not parsed.hostname:
+        raise UsageError(f"endpoint {endpoint!r} is not a URL", "use a form like http://localhost:4566")
+    return endpoint.rstrip("/")
+
+
 def resolve_target(*, local: bool | None = None, endpoint_url: str | None = None, region: str | None = None,
                    profile: str | None = None, stage: str | None = None, app: str | None = None,
                    env: dict[str, str] | None = None) -> Target:
-    """Flag → environment → default. An explicit endpoint means an emulator."""
+    """Flag → environment → default. An explicit endpoint means an emulator;
+    TMCTL_AWS_ENDPOINT_URL means AWS behaviour sent to an endpoint. On AWS the
+    region stays None unless given: boto3's chain (the profile) decides."""
     env = os.environ if env is None else env
-    endpoint = endpoint_url or env.get(ENV_ENDPOINT)
-    is_local = bool(local) or _truthy(env.get(ENV_LOCAL)) or bool(endpoint)
+    aws_mode = env.get(ENV_AWS_MODE_ENDPOINT) if not (local or endpoint_url) else None
+    if aws_mode and (env.get(ENV_ENDPOINT) or _truthy(env.get(ENV_LOCAL))):
+        raise UsageError(f"{ENV_AWS_MODE_ENDPOINT} (AWS mode) and {ENV_ENDPOINT}/{ENV_LOCAL} (emulator) are both set",
+                         "unset one of them, or pass --local to mean the emulator")
+    endpoint = endpoint_url or (None if aws_mode else env.get(ENV_ENDPOINT))
+    is_local = bool(local) or bool(endpoint) or (not aws_mode and _truthy(env.get(ENV_LOCAL)))
     if is_local:
-        endpoint = endpoint or env.get(ENV_AWS_ENDPOINT) or DEFAULT_LOCAL_ENDPOINT
-        parsed = urlparse(endpoint)
-        if parsed.scheme not in {"http", "https"} or not parsed.hostname:
-            raise UsageError(f"endpoint {endpoint!r} is not a URL", "use a form like http://localhost:4566")
-        endpoint = endpoint.rstrip("/")
+        endpoint = _checked_url(endpoint or env.get(ENV_AWS_ENDPOINT) or DEFAULT_LOCAL_ENDPOINT)
     else:
-        endpoint = None
+        endpoint = _checked_url(aws_mode) if aws_mode else None
     stage = stage or env.get(ENV_STAGE) or DEFAULT_STAGE
     app = app or env.get(ENV_APP) or DEFAULT_APP
     for value, name, pattern in ((stage, "stage", STAGE_PATTERN), (app, "app", APP_PATTERN)):
@@ -97,9 +127,15 @@ def resolve_target(*, local: bool | None = None, endpoint_url: str | None = None
             raise UsageError(f"{name} {value!r} is not valid",
                              f"--{name} takes a lowercase letter, then lowercase letters, digits or '-' "
                              f"({pattern.pattern})")
-    region = region or next((env[k] for k in ENV_REGION if env.get(k)), None) or DEFAULT_REGION
+    region = region or next((env[k] for k in ENV_REGION if env.get(k)), None)
+    if is_local:
+        region = region or DEFAULT_REGION  # an emulator has no profile to ask
     return Target(local=is_local, endpoint_url=endpoint, region=region,
                   profile=None if is_local else (profile or env.get(ENV_PROFILE)), stage=stage, app=app)
+
+
+NO_REGION_FIX = ("pass --region, set AWS_REGION, or add `region = eu-west-1` (say) to the profile in "
+                 "~/.aws/config (`aws configure set region eu-west-1 --profile NAME`)")
 
 
 class Clients:
@@ -107,19 +143,36 @@ class Clients:
     place tmctl imports boto3, so `tmctl --help` never pays for it."""
 
     def __init__(self, target: Target):
-        self.target = target
+        self._target = target
         self._session: boto3.Session | None = None
         self._cache: dict[str, Any] = {}
+
+    @property
+    def target(self) -> Target:
+        """The target with the region the Session resolved: what every display,
+        bucket name and ARN must use (an AWS profile's region included)."""
+        if self._target.region is None:
+            self._target = replace(self._target, region=self.session.region_name)
+        return self._target
+
+    @property
+    def region(self) -> str:
+        return self.target.region  # type: ignore[return-value] - resolved above, or UsageError
 
     @property
     def session(self) -> boto3.Session:
         if self._session is None:
             import boto3
 
-            if self.target.local:
-                self._session = boto3.Session(region_name=self.target.region, **EMULATOR_CREDENTIALS)
+            if self._target.local:
+                session = boto3.Session(region_name=self._target.region, **EMULATOR_CREDENTIALS)
             else:
-                self._session = boto3.Session(region_name=self.target.region, profile_name=self.target.profile)
+                # region_name None: boto3's chain decides (the profile's region, AWS_DEFAULT_REGION, …)
+                session = boto3.Session(region_name=self._target.region, profile_name=self._target.profile)
+                if not session.region_name:
+                    profile = f"profile {self._target.profile!r}" if self._target.profile else "the default profile"
+                    raise UsageError(f"no AWS region: none given and {profile} has none", NO_REGION_FIX)
+            self._session = session
         return self._session
 
     def client(self, service: str):
@@ -128,10 +181,11 @@ class Clients:
 
             # On AWS, an AWS_ENDPOINT_URL left in the environment must not quietly
             # send "AWS" calls to an emulator: only an emulator target has an endpoint.
+            # (AWS mode's TMCTL_AWS_ENDPOINT_URL is an explicit endpoint, not a configured one.)
             config = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3,
                             read_timeout=60, max_pool_connections=32,
-                            ignore_configured_endpoint_urls=not self.target.local)
-            self._cache[service] = self.session.client(service, endpoint_url=self.target.endpoint_url,
+                            ignore_configured_endpoint_urls=not self._target.local)
+            self._cache[service] = self.session.client(service, endpoint_url=self._target.endpoint_url,
                                                        config=config)
         return self._cache[service]
 
@@ -147,11 +201,7 @@ class Clients:
 
 
 def project_dir() -> Path:
-    """The checkout holding cloudformation/ and lambdas/: env, then cwd upwards, then the package's tree."""
-    if os.environ.get(ENV_PROJECT_DIR):
-        return Path(os.environ[ENV_PROJECT_DIR])
-    for base in (Path.cwd(), *Path.cwd().parents, Path(__file__).resolve().parents[2]):
-        if (base / "cloudformation" / "template.yaml").is_file() and (base / "lambdas").is_dir():
-            return base
-    raise UsageError("cannot find the project's cloudformation/ and lambdas/",
-                     f"run tmctl inside the checkout or set {ENV_PROJECT_DIR}")
+    """Moved to tmctl.core.resources (which imports this module); kept for old callers."""
+    from tmctl.core.resources import project_dir as resolve
+
+    return resolve()

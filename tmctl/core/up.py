@@ -1,4 +1,5 @@
-"""`tmctl up` as one plain function: build, upload, deploy, adapt, warm."""
+"""`tmctl up` in two steps, so a question can sit between them: `prepare` (build,
+upload, create the change set) and `apply` (execute it, adapt, warm)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tmctl.core import deploy as dep
 from tmctl.core import package
+from tmctl.core.resources import project_dir
 from tmctl.core.stack import StackInfo, load_stack
-from tmctl.core.target import Clients, Target, project_dir
+from tmctl.core.target import Clients, Target
 
 
 @dataclass
@@ -23,10 +26,27 @@ class UpResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def bring_up(clients: Clients, target: Target, *, overrides: dict[str, str] | None = None,
-             warm: bool = True, progress: dep.Progress = dep.no_progress,
-             ready: Callable[[], None] = lambda: None) -> UpResult:
-    """`ready()` is called just before the first network call (the engine may still be booting)."""
+@dataclass
+class Plan:
+    """Everything `up` does before executing: artifacts built (and uploaded),
+    parameters chosen, the change set created. `change_set.empty`: nothing to do."""
+
+    target: Target
+    template_path: Path
+    params: dict[str, str]
+    change_set: dep.ChangeSet
+    uploaded: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+
+
+def prepare(clients: Clients, target: Target, *, overrides: dict[str, str] | None = None,
+            dry_run: bool = False, progress: dep.Progress = dep.no_progress,
+            ready: Callable[[], None] = lambda: None) -> Plan:
+    """Build, upload, create the change set. `dry_run` (a diff) creates, uploads
+    and deletes nothing but the change set it shows. `ready()` is called just
+    before the first network call (the engine may still be booting)."""
+    started = time.monotonic()
     timings: dict[str, float] = {}
     t = time.perf_counter()
     project = project_dir()
@@ -36,20 +56,41 @@ def bring_up(clients: Clients, target: Target, *, overrides: dict[str, str] | No
     t = time.perf_counter()
     ready()
     timings["engine"] = time.perf_counter() - t
+    if target.region is None:
+        target = clients.target  # the Session's region (an AWS profile's), for the bucket name
 
     t = time.perf_counter()
     bucket, owner = dep.artifact_bucket(clients.sts, target)
-    if dep.ensure_bucket(clients.s3, bucket, target.region, owner):
-        progress(f"created artifact bucket {bucket}")
-    uploaded = dep.upload_artifacts(clients.s3, bucket, owner, artifacts)
-    for key in uploaded:
-        progress(f"uploaded {key}", detail=True)
+    uploaded: list[str] = []
+    if not dry_run:
+        if dep.ensure_bucket(clients.s3, bucket, target.region, owner):
+            progress(f"created artifact bucket {bucket} (encrypted, private, TLS only, "
+                     f"artifacts expire after {dep.ARTIFACT_DAYS} days)")
+        uploaded = dep.upload_artifacts(clients.s3, bucket, owner, artifacts)
+        for key in uploaded:
+            progress(f"uploaded s3://{bucket}/{key}", detail=True)
     timings["upload"] = time.perf_counter() - t
 
     t = time.perf_counter()
     template_path = project / dep.TEMPLATE_FILE
     params = dep.stack_parameters(target, bucket, artifacts, overrides)
-    result = dep.deploy(clients.cloudformation, target, template_path.read_text(), params, progress=progress)
+    change_set = dep.create_change_set(clients.cloudformation, target, template_path.read_text(), params,
+                                       replace_failed=target.local, dry_run=dry_run, progress=progress)
+    timings["change set"] = time.perf_counter() - t
+    return Plan(target, template_path, params, change_set, uploaded, timings, started)
+
+
+def discard(clients: Clients, plan: Plan) -> None:
+    """Leave nothing of a change set that will not run (a `diff`, a declined `up`)."""
+    dep.discard_change_set(clients.cloudformation, plan.change_set)
+
+
+def apply(clients: Clients, plan: Plan, *, warm: bool = True, progress: dep.Progress = dep.no_progress) -> UpResult:
+    """Execute the plan's change set (nothing when it is empty), then adapt and warm."""
+    target, timings = plan.target, dict(plan.timings)
+    t = time.perf_counter()
+    result = dep.execute_change_set(clients.cloudformation, target, plan.change_set, progress=progress,
+                                    started=plan.started)
     timings["deploy"] = time.perf_counter() - t
 
     stack = load_stack(clients.cloudformation, target)
@@ -62,10 +103,20 @@ def bring_up(clients: Clients, target: Target, *, overrides: dict[str, str] | No
         if warm and result.changed:
             progress(f"warming {len(stack.functions)} functions", detail=True)
             warming = pool.submit(dep.warm_functions, clients.lambda_, list(stack.functions.values()))
-        if target.local:
+        if target.local:  # an emulator-only adaptation: never in AWS mode
             applied = dep.apply_declared_concurrency(clients.cloudformation, clients.lambda_, target,
-                                                     dep.load_template(template_path), params)
+                                                     dep.load_template(plan.template_path), plan.params)
         if warming is not None:
             warmed = warming.result()
         timings["adapt+warm"] = time.perf_counter() - t
-    return UpResult(stack, result, uploaded, applied, warmed, timings)
+    return UpResult(stack, result, plan.uploaded, applied, warmed, timings)
+
+
+def bring_up(clients: Clients, target: Target, *, overrides: dict[str, str] | None = None,
+             warm: bool = True, progress: dep.Progress = dep.no_progress,
+             ready: Callable[[], None] = lambda: None) -> UpResult:
+    """prepare + apply with no question: the local loop, the tests, the benchmarks."""
+    plan = prepare(clients, target, overrides=overrides, progress=progress, ready=ready)
+    for c in plan.change_set.changes:
+        progress(f"{c.action:<7} {c.logical_id} ({c.resource_type})", detail=True)
+    return apply(clients, plan, warm=warm, progress=progress)
