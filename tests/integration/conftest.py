@@ -3,7 +3,13 @@
 `bring_up`, torn down — emulator and workers stopped by pid — in `finally`.
 
 Point TMCTL_ENDPOINT_URL at any LocalStack-compatible engine to run the same
-tests there instead (nothing is started or stopped then)."""
+tests there instead (nothing is started or stopped then). What the engine
+lacks is probed once per session; a test that needs it is skipped with the
+reason in the summary (`-ra`), never silently: `env` needs everything the
+stack uses, and `@pytest.mark.needs("sqs", …)` declares a test's own needs.
+Features no read-only call can reveal (LocalStack on the host runs no Lambda
+and downloads Java for DynamoDB) are declared in TMCTL_TEST_ENGINE_LACKS,
+e.g. `lambda,dynamodb`."""
 
 from __future__ import annotations
 
@@ -30,6 +36,47 @@ FAILURE_RULES = [
 ]
 # Test-speed knobs, passed as the template's own parameters.
 STACK_PARAMS = {"LogRetentionDays": "1"}
+# What the deployed stack needs of an engine (`env` is skipped without one of them).
+STACK_NEEDS = ("cloudformation", "apigatewayv2", "lambda", "dynamodb", "sqs", "stepfunctions", "ssm", "iam", "logs")
+ENV_LACKS = "TMCTL_TEST_ENGINE_LACKS"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "needs(*features): engine features the test needs (sqs, apigatewayv2, "
+                                       "lambda, …); skipped with the reason when the engine lacks one")
+
+
+@dataclasses.dataclass(frozen=True)
+class Capabilities:
+    """What the engine under test is and what it lacks (feature → why)."""
+
+    engine: str
+    version: str
+    endpoint: str
+    lacks: dict[str, str]
+
+    def skip_unless(self, features, what: str) -> None:
+        missing = [f"{f} ({self.lacks[f]})" for f in features if f in self.lacks]
+        if missing:
+            pytest.skip(f"{self.engine} {self.version} at {self.endpoint} lacks {', '.join(missing)}: needed by {what}")
+
+
+def probe_capabilities(target: Target) -> Capabilities:
+    from tmctl.core.backend import unsupported
+    from tmctl.core.doctor import health_info
+
+    health = health_info(target.endpoint_url)
+    name, body = health or ("nothing", {})
+    lacks = {svc: f"health says {state}" for svc, state in (body.get("services") or {}).items()
+             if state not in {"available", "running"}}
+    try:  # the one feature a licence decides, asked read-only
+        Clients(target).client("apigatewayv2").get_apis(MaxResults="1")
+    except Exception as err:  # noqa: BLE001 - only "unsupported" is a lack; anything else shows in the tests
+        if unsupported(err):
+            lacks["apigatewayv2"] = "GetApis answers 501: not in this engine or its tier"
+    for feature in filter(None, (f.strip() for f in os.environ.get(ENV_LACKS, "").split(","))):
+        lacks.setdefault(feature, f"declared in {ENV_LACKS}")
+    return Capabilities(name, str(body.get("version", "?")), target.endpoint_url, lacks)
 
 
 def free_port() -> int:
@@ -75,7 +122,21 @@ def engine_target(tmp_path_factory) -> Iterator[tuple[Target, emulator.EmulatorP
 
 
 @pytest.fixture(scope="session")
-def env(engine_target) -> Env:
+def engine_caps(engine_target) -> Capabilities:
+    return probe_capabilities(engine_target[0])
+
+
+@pytest.fixture(autouse=True)
+def _engine_needs(request):
+    """Skip, with the reason, a test marked `needs(...)` that the engine cannot serve."""
+    marker = request.node.get_closest_marker("needs")
+    if marker is not None:
+        request.getfixturevalue("engine_caps").skip_unless(marker.args, request.node.name)
+
+
+@pytest.fixture(scope="session")
+def env(engine_target, engine_caps) -> Env:
+    engine_caps.skip_unless(STACK_NEEDS, "the deployed stack")
     target, proc = engine_target
     clients = Clients(target)
     result = bring_up(clients, target, overrides=STACK_PARAMS)
