@@ -57,5 +57,9 @@ def local_limits(machine: Machine) -> dict[str, str]:
 
 
 def local_engine_env() -> dict[str, str]:
-    """Environment of the embedded emulator that tmctl starts."""
-    return {"SFN_WAIT_SCALE": os.environ.get("TMCTL_SFN_WAIT_SCALE", LOCAL_SFN_WAIT_SCALE)}
+    """Environment of the embedded emulator that tmctl starts. Its CloudTrail
+    records every call (a ring of the last 10,000), so `tmctl iam report` can set
+    the calls each role made beside what it is granted; TMCTL_RECORD_CALLS=0
+    turns that off."""
+    return {"SFN_WAIT_SCALE": os.environ.get("TMCTL_SFN_WAIT_SCALE", LOCAL_SFN_WAIT_SCALE),
+            "CLOUDTRAIL_RECORDING": "0" if os.environ.get("TMCTL_RECORD_CALLS", "1") == "0" else "1"}
