@@ -9,7 +9,7 @@ import typer
 from typer._click.exceptions import ClickException
 from typer.core import TyperGroup
 
-from tmctl.cli import executions, local, logs, queues, stack, tasks
+from tmctl.cli import config, doctor, executions, iam, local, logs, pipeline, queues, stack, tasks
 from tmctl.cli.context import State
 
 
@@ -122,6 +122,7 @@ def root(
 
 
 app.command("up")(stack.up)
+app.command("diff")(stack.diff)
 app.command("down")(stack.down)
 app.command("status")(stack.status)
 app.command("verify")(stack.verify)
@@ -130,7 +131,11 @@ app.add_typer(local.app, name="local")
 app.add_typer(queues.queue_app, name="queue")
 app.add_typer(queues.dlq_app, name="dlq")
 app.add_typer(executions.app, name="executions")
+app.add_typer(iam.app, name="iam")
+app.add_typer(config.app, name="config")
+app.add_typer(pipeline.app, name="pipeline")
 app.command("logs")(logs.logs)
+app.command("doctor")(doctor.doctor)
 
 
 def main() -> None:
