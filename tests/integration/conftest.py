@@ -7,6 +7,8 @@ tests there instead (nothing is started or stopped then). What the engine
 lacks is probed once per session; a test that needs it is skipped with the
 reason in the summary (`-ra`), never silently: `env` needs everything the
 stack uses, and `@pytest.mark.needs("sqs", …)` declares a test's own needs.
+A test that makes its own resources takes `engine_env` (clients, no stack)
+and runs on an engine that could not host the stack.
 Features no read-only call can reveal (LocalStack on the host runs no Lambda
 and downloads Java for DynamoDB) are declared in TMCTL_TEST_ENGINE_LACKS,
 e.g. `lambda,dynamodb`."""
@@ -86,6 +88,16 @@ def free_port() -> int:
 
 
 @dataclasses.dataclass
+class EngineEnv:
+    """The engine without the stack: for tests that make their own resources."""
+
+    target: Target
+    clients: Clients
+    cli_env: dict[str, str]
+    proc: emulator.EmulatorProcess | None
+
+
+@dataclasses.dataclass
 class Env:
     target: Target
     clients: Clients
@@ -135,14 +147,21 @@ def _engine_needs(request):
 
 
 @pytest.fixture(scope="session")
-def env(engine_target, engine_caps) -> Env:
-    engine_caps.skip_unless(STACK_NEEDS, "the deployed stack")
+def engine_env(engine_target) -> EngineEnv:
+    """Clients and CLI environment for the engine, nothing deployed: needs no
+    more of the engine than what the test itself uses (mark it `needs(...)`)."""
     target, proc = engine_target
-    clients = Clients(target)
-    result = bring_up(clients, target, overrides=STACK_PARAMS)
-    e = Env(target, clients, result.stack, TaskApi(result.stack.api_url), {
+    return EngineEnv(target, Clients(target), {
         "TMCTL_ENDPOINT_URL": target.endpoint_url, "TMCTL_STAGE": STAGE,
         "TMCTL_STATE_DIR": str(target.state_dir), "NO_COLOR": "1", "COLUMNS": "200"}, proc)
+
+
+@pytest.fixture(scope="session")
+def env(engine_env, engine_caps) -> Env:
+    engine_caps.skip_unless(STACK_NEEDS, "the deployed stack")
+    result = bring_up(engine_env.clients, engine_env.target, overrides=STACK_PARAMS)
+    e = Env(engine_env.target, engine_env.clients, result.stack, TaskApi(result.stack.api_url), engine_env.cli_env,
+            engine_env.proc)
     e.set_failure_rules(FAILURE_RULES)
     return e
 

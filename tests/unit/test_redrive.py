@@ -8,10 +8,11 @@ import json
 
 import boto3
 import pytest
-from botocore.stub import Stubber
+from botocore.exceptions import ClientError
 from moto import mock_aws
 from typer.testing import CliRunner
 
+from tests.unit.conftest import stubbed
 from tests.unit.test_queues import CLI_ENV, make_pair
 from tmctl.cli.app import app
 from tmctl.core.errors import ExitCode, UsageError
@@ -19,6 +20,7 @@ from tmctl.core.queues import QueueRef, load_queue
 from tmctl.core.redrive import (
     LINEAGE_COUNT,
     LINEAGE_ORIGINAL_ID,
+    MoveTasksUnsupported,
     RateLimiter,
     RedriveOptions,
     redrive_client_side,
@@ -62,62 +64,152 @@ def fill(sqs, url: str, n: int, **extra) -> None:
 
 # ------------------------------------------------------------------ server-side
 
+DLQ = QueueRef("https://q/orders-dlq", {"QueueArn": DLQ_ARN})
+MAIN = QueueRef("https://q/orders", {"QueueArn": MAIN_ARN})
+LIST = {"SourceArn": DLQ_ARN, "MaxResults": 10}
+T0 = 1_764_150_000_000  # a task's StartedTimestamp (epoch ms): 2025-11-26T09:40:00Z
 
-def stubbed_sqs():
-    client = boto3.client("sqs", region_name="us-east-1")
-    return client, Stubber(client)
+
+def listed(stub, *tasks: dict) -> None:
+    stub.add_response("list_message_move_tasks", {"Results": list(tasks)}, LIST)
+
+
+def follow(client, destination=MAIN, **kwargs):
+    notices = []
+    report = redrive_server_side(client, DLQ, destination, on_notice=notices.append, sleep=lambda s: None,
+                                 now=lambda: T0 / 1000 + 300, **kwargs)
+    return report, notices
 
 
 def test_server_side_starts_a_move_task_and_follows_it_to_completion():
-    client, stub = stubbed_sqs()
-    stub.add_response("start_message_move_task", {"TaskHandle": "h-1"},
-                      {"SourceArn": DLQ_ARN, "DestinationArn": MAIN_ARN, "MaxNumberOfMessagesPerSecond": 50})
-    for status, moved in (("RUNNING", 10), ("RUNNING", 60), ("COMPLETED", 100)):
-        stub.add_response("list_message_move_tasks", {"Results": [
-            {"TaskHandle": "h-1", "Status": status, "SourceArn": DLQ_ARN, "ApproximateNumberOfMessagesMoved": moved,
-             "ApproximateNumberOfMessagesToMove": 100}]}, {"SourceArn": DLQ_ARN, "MaxResults": 10})
-    seen = []
-    with stub:
-        report = redrive_server_side(
-            client, QueueRef("https://q/orders-dlq", {"QueueArn": DLQ_ARN}),
-            QueueRef("https://q/orders", {"QueueArn": MAIN_ARN}), rate=50,
-            on_progress=lambda r: seen.append(r.moved), sleep=lambda s: None)
-        stub.assert_no_pending_responses()
+    with stubbed("sqs") as (client, stub):
+        listed(stub)  # none running: start one
+        stub.add_response("start_message_move_task", {"TaskHandle": "h-1"},
+                          {"SourceArn": DLQ_ARN, "DestinationArn": MAIN_ARN, "MaxNumberOfMessagesPerSecond": 50})
+        for status, moved in (("RUNNING", 10), ("RUNNING", 60), ("COMPLETED", 100)):
+            listed(stub, {"TaskHandle": "h-1", "Status": status, "SourceArn": DLQ_ARN, "StartedTimestamp": T0,
+                          "ApproximateNumberOfMessagesMoved": moved, "ApproximateNumberOfMessagesToMove": 100})
+        seen = []
+        report, notices = follow(client, rate=50, on_progress=lambda r: seen.append(r.moved))
 
-    assert seen == [10, 60, 100]
-    assert (report.mode, report.moved, report.to_move, report.ok, report.cancelled) == (
-        "server-side", 100, 100, True, False)
+    assert seen == [10, 60, 100] and notices == []
+    assert (report.mode, report.moved, report.to_move, report.ok, report.cancelled, report.followed) == (
+        "server-side", 100, 100, True, False, False)
+    assert report.destination == MAIN.url and report.task_started == "2025-11-26T09:40:00Z"
+
+
+def test_server_side_follows_the_task_a_killed_run_left_running_instead_of_starting_another():
+    running = {"TaskHandle": "h-old", "Status": "RUNNING", "SourceArn": DLQ_ARN, "DestinationArn": MAIN_ARN,
+               "StartedTimestamp": T0, "ApproximateNumberOfMessagesMoved": 400,
+               "ApproximateNumberOfMessagesToMove": 1000}
+    with stubbed("sqs") as (client, stub):
+        listed(stub, running)
+        # no start_message_move_task queued: SQS would refuse it ("There is already a task running")
+        listed(stub, {**running, "ApproximateNumberOfMessagesMoved": 700})
+        done = {k: v for k, v in running.items() if k != "TaskHandle"}  # AWS lists handles of RUNNING tasks only
+        listed(stub, {**done, "Status": "COMPLETED", "ApproximateNumberOfMessagesMoved": 1000})
+        report, notices = follow(client)
+
+    assert notices == ["following the move task already running since 2025-11-26T09:40:00Z, 5 min ago: "
+                       "400 moved so far, to orders"]
+    assert (report.followed, report.task_handle, report.moved, report.ok, report.destination) == (
+        True, "h-old", 1000, True, MAIN.url)
+
+
+def test_server_side_says_where_a_followed_task_goes_when_it_is_not_where_asked():
+    running = {"TaskHandle": "h-old", "Status": "RUNNING", "StartedTimestamp": T0,
+               "ApproximateNumberOfMessagesMoved": 5}
+    with stubbed("sqs") as (client, stub):
+        listed(stub, running)  # started without a destination: back to the source queues
+        listed(stub, {**running, "Status": "COMPLETED", "ApproximateNumberOfMessagesToMove": 5})
+        report, notices = follow(client)
+
+    assert "back to the queues the messages came from, not to orders" in notices[0]
+    assert report.destination == "original source queues" and report.ok
+
+
+def test_server_side_a_failed_previous_task_does_not_block_a_new_one():
+    failed = {"Status": "FAILED", "SourceArn": DLQ_ARN, "StartedTimestamp": T0 - 60_000,
+              "FailureReason": "AWS.SimpleQueueService.NonExistentQueue", "ApproximateNumberOfMessagesMoved": 3}
+    with stubbed("sqs") as (client, stub):
+        listed(stub, failed)
+        stub.add_response("start_message_move_task", {"TaskHandle": "h-new"},
+                          {"SourceArn": DLQ_ARN, "DestinationArn": MAIN_ARN})
+        listed(stub, failed)  # ours not listed yet: the old failure must not be taken for ours
+        listed(stub, {"Status": "COMPLETED", "StartedTimestamp": T0, "ApproximateNumberOfMessagesMoved": 8,
+                      "ApproximateNumberOfMessagesToMove": 8}, failed)  # ended before we saw its handle
+        report, notices = follow(client)
+
+    assert notices == ["the previous move task (started 2025-11-26T09:39:00Z, 6 min ago) failed: "
+                       "AWS.SimpleQueueService.NonExistentQueue; starting a new one"]
+    assert (report.followed, report.task_handle, report.moved, report.ok, report.errors) == (
+        False, "h-new", 8, True, [])
+
+
+def test_server_side_waits_out_a_cancelling_task_then_starts_one():
+    with stubbed("sqs") as (client, stub):
+        listed(stub, {"TaskHandle": "h-old", "Status": "CANCELLING", "StartedTimestamp": T0})
+        listed(stub, {"Status": "CANCELLED", "StartedTimestamp": T0})
+        stub.add_response("start_message_move_task", {"TaskHandle": "h-new"},
+                          {"SourceArn": DLQ_ARN, "DestinationArn": MAIN_ARN})
+        listed(stub, {"TaskHandle": "h-new", "Status": "COMPLETED", "StartedTimestamp": T0 + 1,
+                      "ApproximateNumberOfMessagesMoved": 2, "ApproximateNumberOfMessagesToMove": 2})
+        report, notices = follow(client)
+
+    assert "still stopping" in notices[0] and (report.task_handle, report.moved, report.ok) == ("h-new", 2, True)
+
+
+def test_server_side_a_start_refused_because_another_client_just_started_one_follows_that_one():
+    with stubbed("sqs") as (client, stub):
+        listed(stub)
+        stub.add_client_error("start_message_move_task", "InvalidParameterValue", "There is already a task running")
+        running = {"TaskHandle": "h-other", "Status": "RUNNING", "DestinationArn": MAIN_ARN, "StartedTimestamp": T0}
+        listed(stub, running)
+        listed(stub, {**running, "Status": "COMPLETED", "ApproximateNumberOfMessagesMoved": 4})
+        report, notices = follow(client)
+
+    assert notices[0].startswith("following the move task already running since")
+    assert (report.followed, report.task_handle, report.moved) == (True, "h-other", 4)
+
+
+def test_server_side_a_refused_start_with_nothing_running_is_the_error():
+    with stubbed("sqs") as (client, stub):
+        listed(stub)
+        stub.add_client_error("start_message_move_task", "AccessDenied", "no")
+        listed(stub)
+        with pytest.raises(ClientError):
+            follow(client)
+
+
+def test_server_side_without_move_tasks_says_so():
+    with stubbed("sqs") as (client, stub):
+        stub.add_client_error("list_message_move_tasks", "InvalidAction", "not here", http_status_code=400)
+        with pytest.raises(MoveTasksUnsupported):
+            follow(client)
 
 
 def test_server_side_ctrl_c_cancels_the_task_and_reports_what_moved():
-    client, stub = stubbed_sqs()
-    stub.add_response("start_message_move_task", {"TaskHandle": "h-2"}, {"SourceArn": DLQ_ARN})
-    stub.add_response("list_message_move_tasks", {"Results": [
-        {"TaskHandle": "h-2", "Status": "RUNNING", "ApproximateNumberOfMessagesMoved": 7}]},
-        {"SourceArn": DLQ_ARN, "MaxResults": 10})
-    stub.add_response("cancel_message_move_task", {"ApproximateNumberOfMessagesMoved": 12}, {"TaskHandle": "h-2"})
+    with stubbed("sqs") as (client, stub):
+        listed(stub)
+        stub.add_response("start_message_move_task", {"TaskHandle": "h-2"}, {"SourceArn": DLQ_ARN})
+        listed(stub, {"TaskHandle": "h-2", "Status": "RUNNING", "ApproximateNumberOfMessagesMoved": 7})
+        stub.add_response("cancel_message_move_task", {"ApproximateNumberOfMessagesMoved": 12}, {"TaskHandle": "h-2"})
 
-    def interrupted(_seconds):
-        raise KeyboardInterrupt
+        def interrupted(_seconds):
+            raise KeyboardInterrupt
 
-    with stub:
-        report = redrive_server_side(client, QueueRef("https://q/orders-dlq", {"QueueArn": DLQ_ARN}), None,
-                                     sleep=interrupted)
-        stub.assert_no_pending_responses()
+        report = redrive_server_side(client, DLQ, None, sleep=interrupted)
 
     assert (report.cancelled, report.moved, report.destination) == (True, 12, "original source queues")
 
 
 def test_server_side_reports_a_failed_task():
-    client, stub = stubbed_sqs()
-    stub.add_response("start_message_move_task", {"TaskHandle": "h-3"}, {"SourceArn": DLQ_ARN})
-    stub.add_response("list_message_move_tasks", {"Results": [
-        {"TaskHandle": "h-3", "Status": "FAILED", "FailureReason": "AccessDenied",
-         "ApproximateNumberOfMessagesMoved": 3, "ApproximateNumberOfMessagesToMove": 10}]},
-        {"SourceArn": DLQ_ARN, "MaxResults": 10})
-    with stub:
-        report = redrive_server_side(client, QueueRef("https://q/orders-dlq", {"QueueArn": DLQ_ARN}), None,
-                                     sleep=lambda s: None)
+    with stubbed("sqs") as (client, stub):
+        listed(stub)
+        stub.add_response("start_message_move_task", {"TaskHandle": "h-3"}, {"SourceArn": DLQ_ARN})
+        listed(stub, {"TaskHandle": "h-3", "Status": "FAILED", "FailureReason": "AccessDenied",
+                      "ApproximateNumberOfMessagesMoved": 3, "ApproximateNumberOfMessagesToMove": 10})
+        report = redrive_server_side(client, DLQ, None, sleep=lambda s: None)
 
     assert not report.ok and report.failed == 7 and "AccessDenied" in report.errors[0]
 
@@ -323,6 +415,20 @@ def test_cli_redrive_with_yes_moves_and_prints_the_accounting(sqs):
     data = json.loads(result.stdout)
     assert (data["moved"], data["failed"], data["ok"]) == (3, 0, True)
     assert depth(sqs, main) == 3 and depth(sqs, dlq) == 0
+
+
+def test_cli_export_moves_client_side_even_where_a_move_task_exists(sqs, tmp_path):
+    main, dlq = make_pair(sqs, "orders")
+    fill(sqs, dlq, 3)
+    sink = tmp_path / "moved.jsonl"
+
+    # CLI_ENV targets AWS, which has move tasks: only client-side can write what moves
+    result = CliRunner().invoke(app, ["dlq", "redrive", "--queue", "orders-dlq", "--export", str(sink), "--yes",
+                                      "-o", "json"], env=CLI_ENV)
+
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["mode"] == "client-side"
+    assert sorted(json.loads(line)["taskID"] for line in sink.read_text().splitlines()) == ["t-0", "t-1", "t-2"]
 
 
 def test_cli_dry_run_needs_no_confirmation_and_moves_nothing(sqs):

@@ -228,7 +228,8 @@ def _render_report(r: RedriveReport):
         rows.append(("  of which sent, not deleted (duplicates)", r.not_deleted))
     rows += [("seconds", f"{r.seconds:.2f}"), ("rate", f"{r.rate:.0f} msg/s")]
     title = f"{r.mode} redrive {r.source.rsplit('/', 1)[-1]} → {(r.destination or '').rsplit('/', 1)[-1]}" + (
-        " (cancelled)" if r.cancelled else "")
+        " (cancelled)" if r.cancelled else "") + (
+        f" (followed the move task running since {r.task_started or '?'})" if r.followed else "")
     parts = [out.table(title, ["", "messages"], rows)]
     if r.sample:
         parts.append(out.table("sample of what would move", ["id", "taskID", "receives", "body"], [
@@ -296,7 +297,8 @@ def redrive(
     opts = RedriveOptions(dry_run=dry_run, max_messages=max_messages, filter_expr=filter_expr, task_ids=ids,
                           rate=rate, visibility_timeout=visibility_timeout, workers=workers, lineage=not no_lineage,
                           wait_seconds=0 if backend.is_emulator else 1)
-    server = backend.has_move_tasks and not (opts.selects or client_side or dry_run)
+    # --export selects too (opts.export is only opened below): the move task cannot write what it moves
+    server = backend.has_move_tasks and not (opts.selects or export is not None or client_side or dry_run)
     if destination is None and not server and not dry_run:
         how = (f"{len(pair.sources)} queues dead-letter into it" if pair.sources
                else "no queue's RedrivePolicy targets it")
@@ -314,7 +316,8 @@ def redrive(
             report = None
             if server:
                 try:
-                    report = redrive_server_side(sqs, source, destination, rate=rate, on_progress=bar)
+                    report = redrive_server_side(sqs, source, destination, rate=rate, on_progress=bar,
+                                                 on_notice=out.progress)
                 except MoveTasksUnsupported:
                     out.progress(f"{backend.describe()} has no StartMessageMoveTask: moving client-side")
             if report is None and dry_run and backend.peek_url is not None:

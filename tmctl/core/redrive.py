@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import IO, Any
 
 from tmctl.core.backend import Backend, unsupported
@@ -70,6 +71,8 @@ class RedriveReport:
     cancelled: bool = False
     task_handle: str | None = None
     to_move: int | None = None  # server-side: the task's estimate
+    task_started: str | None = None  # server-side: when the move task started (ISO 8601, UTC)
+    followed: bool = False  # server-side: the task was already running (a killed run's) and was followed, not started
 
     @property
     def rate(self) -> float:
@@ -490,55 +493,161 @@ class MoveTasksUnsupported(TmctlError):
     pass
 
 
+CANCELLING_TIMEOUT = 120.0  # seconds to wait for a cancelled move task to let go of its source
+
+
+def _millis_to_iso(ms: Any) -> str | None:
+    try:
+        return datetime.fromtimestamp(int(ms) / 1000.0, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def _since(task: dict, now: Callable[[], float]) -> str:
+    """'2026-11-26T10:00:00Z, 3 min ago' from a task's StartedTimestamp (epoch ms)."""
+    when = _millis_to_iso(task.get("StartedTimestamp"))
+    if when is None:
+        return "an unknown time"
+    ago = max(0.0, now() - int(task["StartedTimestamp"]) / 1000.0)
+    return f"{when}, {ago / 60:.0f} min ago" if ago >= 90 else f"{when}, {ago:.0f} s ago"
+
+
+def _list_tasks(sqs, source: QueueRef) -> list[dict]:
+    """The source's most recent move tasks (SQS keeps up to 10), newest first."""
+    try:
+        return sqs.list_message_move_tasks(SourceArn=source.arn, MaxResults=10).get("Results", [])
+    except Exception as err:
+        if unsupported(err):
+            raise MoveTasksUnsupported("the backend has no ListMessageMoveTasks") from err
+        raise
+
+
+def _active(tasks: list[dict], status: str) -> dict | None:
+    return next((t for t in tasks if t.get("Status") == status), None)
+
+
 def redrive_server_side(sqs, source: QueueRef, destination: QueueRef | None, *, rate: float | None = None,
-                        on_progress: Callable[[RedriveReport], None] | None = None, timeout: float = 24 * 3600,
+                        on_progress: Callable[[RedriveReport], None] | None = None,
+                        on_notice: Callable[[str], None] | None = None, timeout: float = 24 * 3600,
                         sleep: Callable[[float], None] = time.sleep, interval: float = 0.5,
-                        max_interval: float = 5.0) -> RedriveReport:
+                        max_interval: float = 5.0, now: Callable[[], float] = time.time) -> RedriveReport:
     """StartMessageMoveTask, progress from ListMessageMoveTasks until it ends;
     Ctrl-C cancels the task (CancelMessageMoveTask) and reports what moved.
-    Without a destination SQS moves each message back to the queue it came from."""
+    Without a destination SQS moves each message back to the queue it came from.
+
+    SQS runs one move task per source at a time, and a task outlives the client
+    that started it (a killed `tmctl dlq redrive`): a task already RUNNING for
+    this DLQ is followed to its end instead of starting another (which SQS
+    refuses); one still CANCELLING is waited out first; a FAILED or finished one
+    blocks nothing (its failure reason is passed to `on_notice`)."""
     if destination is not None:
         check_destination(source, destination)
+    notice = on_notice or (lambda _message: None)
+    started = time.monotonic()
+    tasks = _list_tasks(sqs, source)
+    if _active(tasks, "CANCELLING") is not None:
+        notice("a cancelled move task of this DLQ is still stopping: waiting for it to end")
+        tasks = poll(lambda: _list_tasks(sqs, source), lambda ts: _active(ts, "CANCELLING") is None,
+                     timeout=CANCELLING_TIMEOUT, interval=interval, max_interval=max_interval, sleep=sleep)
+        if _active(tasks, "CANCELLING") is not None:
+            raise TmctlError(f"the move task of {source.name} is still CANCELLING after {CANCELLING_TIMEOUT:g}s",
+                             "run it again in a minute")
+    task = _active(tasks, "RUNNING")
+    followed = task is not None
+    if task is None:
+        previous = tasks[0] if tasks else {}
+        if previous.get("Status") == "FAILED":
+            notice(f"the previous move task (started {_since(previous, now)}) failed: "
+                   f"{previous.get('FailureReason') or 'no reason given'}; starting a new one")
+        task, followed = _start(sqs, source, destination, rate)
+    if followed:
+        goes_to = task.get("DestinationArn")
+        where = (f"to {goes_to.rsplit(':', 1)[-1]}" if goes_to else "back to the queues the messages came from")
+        if destination is not None and goes_to != destination.arn:
+            where += f", not to {destination.name} (one move task per DLQ at a time)"
+        notice(f"following the move task already running since {_since(task, now)}: "
+               f"{task.get('ApproximateNumberOfMessagesMoved', 0)} moved so far, {where}")
+    return _follow(sqs, source, destination, task, followed, on_progress, timeout=timeout, sleep=sleep,
+                   interval=interval, max_interval=max_interval, started=started,
+                   older={t.get("StartedTimestamp") for t in tasks})
+
+
+def _start(sqs, source: QueueRef, destination: QueueRef | None, rate: float | None) -> tuple[dict, bool]:
+    """StartMessageMoveTask → (the task, False). If the start is refused and a
+    task is running now (another client started one since we looked; SQS's
+    error code for that is not documented), → (that task, True) to follow."""
     kwargs: dict[str, Any] = {"SourceArn": source.arn}
     if destination is not None:
         kwargs["DestinationArn"] = destination.arn
     if rate:
         kwargs["MaxNumberOfMessagesPerSecond"] = int(rate)
-    started = time.monotonic()
     try:
         handle = sqs.start_message_move_task(**kwargs)["TaskHandle"]
     except Exception as err:
         if unsupported(err):
             raise MoveTasksUnsupported("the backend has no StartMessageMoveTask") from err
-        raise
-    report = RedriveReport("server-side", source.url, destination.url if destination else "original source queues",
-                           task_handle=handle)
+        if getattr(err, "response", None) is None:
+            raise
+        running = _active(_list_tasks(sqs, source), "RUNNING")  # lost a race with another start
+        if running is None:
+            raise
+        return running, True
+    return {"TaskHandle": handle, "Status": "RUNNING", "SourceArn": source.arn,
+            "DestinationArn": kwargs.get("DestinationArn")}, False
+
+
+def _follow(sqs, source: QueueRef, destination: QueueRef | None, task: dict, followed: bool,
+            on_progress: Callable[[RedriveReport], None] | None, *, timeout: float, sleep: Callable[[float], None],
+            interval: float, max_interval: float, started: float, older: set) -> RedriveReport:
+    """Poll ListMessageMoveTasks until `task` ends; Ctrl-C cancels it. `older`:
+    the start times of the tasks listed before ours started."""
+    handle = task["TaskHandle"]
+    goes_to = task.get("DestinationArn")
+    where = (destination.url if destination is not None and goes_to == destination.arn
+             else goes_to or "original source queues")
+    report = RedriveReport("server-side", source.url, where, task_handle=handle,
+                           task_started=_millis_to_iso(task.get("StartedTimestamp")), followed=followed)
+    ours = {"started": task.get("StartedTimestamp")}
 
     def fetch() -> dict:
         tasks = sqs.list_message_move_tasks(SourceArn=source.arn, MaxResults=10).get("Results", [])
-        task = next((t for t in tasks if t.get("TaskHandle") == handle), tasks[0] if tasks else {})
-        report.moved = int(task.get("ApproximateNumberOfMessagesMoved", 0) or 0)
-        if task.get("ApproximateNumberOfMessagesToMove") is not None:
-            report.to_move = int(task["ApproximateNumberOfMessagesToMove"])
+        # AWS lists the handle of RUNNING tasks only: once ours ends it is known by its start time,
+        # or, if it ended before we saw it, as the one task that was not there before ours.
+        current = next((t for t in tasks if t.get("TaskHandle") == handle), None)
+        if current is None and ours["started"] is not None:
+            current = next((t for t in tasks if t.get("StartedTimestamp") == ours["started"]), None)
+        if current is None and not followed:
+            current = next((t for t in tasks if t.get("StartedTimestamp") not in older), {"Status": "RUNNING"})
+        if current is None:
+            current = tasks[0] if tasks else {}
+        if ours["started"] is None and current.get("TaskHandle") == handle:
+            ours["started"] = current.get("StartedTimestamp")
+        report.moved = int(current.get("ApproximateNumberOfMessagesMoved", 0) or 0)
+        if current.get("ApproximateNumberOfMessagesToMove") is not None:
+            report.to_move = int(current["ApproximateNumberOfMessagesToMove"])
         report.seconds = time.monotonic() - started
         if on_progress is not None:
             on_progress(report)
-        return task
+        return current
 
     try:
-        task = poll(fetch, lambda t: t.get("Status") in MOVE_TASK_DONE, timeout=timeout, interval=interval,
-                    max_interval=max_interval, sleep=sleep)
+        current = poll(fetch, lambda t: t.get("Status") in MOVE_TASK_DONE, timeout=timeout, interval=interval,
+                       max_interval=max_interval, sleep=sleep)
     except KeyboardInterrupt:
         resp = sqs.cancel_message_move_task(TaskHandle=handle)
         report.moved = int(resp.get("ApproximateNumberOfMessagesMoved", report.moved) or 0)
         report.cancelled = True
         report.seconds = time.monotonic() - started
         return report
-    status = task.get("Status")
+    if report.task_started is None:
+        report.task_started = _millis_to_iso(current.get("StartedTimestamp"))
+    status = current.get("Status")
     report.scanned = report.matched = report.to_move if report.to_move is not None else report.moved
     if status == "FAILED":
-        report.errors.append(f"move task failed: {task.get('FailureReason', 'no reason given')}")
+        report.errors.append(f"move task failed: {current.get('FailureReason', 'no reason given')}")
         report.failed = max(0, (report.to_move or 0) - report.moved)
+    elif status == "CANCELLED":  # by someone else (the console, another tmctl): what did not move is still there
+        report.cancelled = True
     elif status not in MOVE_TASK_DONE:
         report.errors.append(f"move task still {status} after {timeout:g}s (handle {handle})")
     report.seconds = time.monotonic() - started
