@@ -218,7 +218,8 @@ def handler(event: dict, context) -> dict:
         Clients.ensure().sfn  # noqa: B018 - the hot path's client, built while warming
         logger.info("warm")
         return {"warm": True}
-    # The configuration was read (or refreshed) above, once, so the records' threads find
+    # Read (or refresh) the failure switch here, once, so the records' threads find
     # Powertools' SSM provider built and its cache fresh instead of racing to build them.
+    config.failure_rules()
     return async_process_partial_response(event=event, record_handler=record_handler, processor=processor,
                                           context=context)

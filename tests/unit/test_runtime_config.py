@@ -108,3 +108,14 @@ def test_unreadable_configuration_falls_back_to_defaults(task_api, monkeypatch, 
     monkeypatch.setattr(parameters, "get_parameter", denied)
 
     assert post("denied-config")["statusCode"] == 202
+
+
+def test_warming_a_function_caches_no_switch_it_did_not_read(event_processor, stack, lambda_context):
+    # A warm-up reads the log level only; a failure rule set right after a deploy
+    # must take effect at once, not after the cache time of a read nobody needed.
+    from taskcore import config
+
+    event_processor.handler({"warmup": True}, lambda_context)
+    stack.set_failure_rules([{"at": "processor", "match": "fresh-*"}])
+
+    assert config.injected_failure("processor", "fresh-1")

@@ -33,27 +33,27 @@ INTAKE_STATES = ("open", "paused")
 INJECTION_POINTS = ("processor", "validate", "enrich", "process")
 
 
-def _values() -> dict[str, str]:
-    """This function's configured values by key (only the keys it was given).
+def _value(key: str) -> str | None:
+    """This function's value for `key`, or None (not given to it, missing, unreadable).
 
-    One GetParameter per name (each cached): GetParameters would be one call,
-    but MiniStack authorizes it against "*" rather than each name, so the
-    per-name grants AWS honours would be denied locally."""
-    values = {}
-    for key, env in PARAM_ENV.items():
-        name = os.environ.get(env)
-        if not name:
-            continue
-        try:
-            values[key] = parameters.get_parameter(name, max_age=CONFIG_MAX_AGE)
-        except (parameters.exceptions.GetParameterError, ClientError, BotoCoreError) as err:
-            logger.warning("configuration parameter unreadable; using its default",
-                           extra={"parameter": name, "error": str(err)[:300]})
-    return {k: v for k, v in values.items() if isinstance(v, str)}
+    One GetParameter per name, each cached on its own, so reading one key never
+    refreshes another. (GetParameters would be one call, but MiniStack
+    authorizes it against "*" rather than each name, so the per-name grants AWS
+    honours would be denied locally.)"""
+    name = os.environ.get(PARAM_ENV[key])
+    if not name:
+        return None
+    try:
+        value = parameters.get_parameter(name, max_age=CONFIG_MAX_AGE)
+    except (parameters.exceptions.GetParameterError, ClientError, BotoCoreError) as err:
+        logger.warning("configuration parameter unreadable; using its default",
+                       extra={"parameter": name, "error": str(err)[:300]})
+        return None
+    return value if isinstance(value, str) else None
 
 
-def _choice(key: str, allowed: tuple[str, ...], default: str, values: dict[str, str] | None = None) -> str:
-    raw = (values if values is not None else _values()).get(key)
+def _choice(key: str, allowed: tuple[str, ...], default: str) -> str:
+    raw = _value(key)
     if raw is None:
         return default
     value = raw.strip()
@@ -83,7 +83,7 @@ def apply_log_level(target_logger: Logger) -> None:
 
 def retry_base_seconds(default: int) -> int:
     """First back-off of a failed record, in seconds (0-900)."""
-    raw = _values().get("retry-base-seconds")
+    raw = _value("retry-base-seconds")
     if raw is None:
         return default
     try:
@@ -102,7 +102,7 @@ def failure_rules() -> list[dict]:
     a stray value there can never fail real work."""
     if not os.environ.get(PARAM_ENV["failure-injection"]) or os.environ.get("STAGE", "").lower() in PRODUCTION_STAGES:
         return []
-    raw = _values().get("failure-injection")
+    raw = _value("failure-injection")
     try:
         rules = json.loads(raw or "[]")
     except ValueError:
