@@ -111,7 +111,8 @@ def test_the_deploy_is_the_last_step_and_only_after_everything_passed():
     # Each phase stops the build at its first failing command, so the deploy,
     # last in `build`, runs only when install, lint, scan, tests and package passed.
     assert all(phases[p].get("on-failure") == "ABORT" for p in ("install", "pre_build", "build"))
-    assert re.fullmatch(r'.*tmctl --stage "\$DEPLOY_STAGE" up --yes', build[-1])
+    assert re.fullmatch(r'.*tmctl --stage "\$DEPLOY_STAGE" up --yes -p RolePermissionsBoundary="\$ROLE_BOUNDARY_ARN"',
+                        build[-1])
     assert build.index(readme_test_command()) < len(build) - 1
     assert "post_build" not in phases  # nothing deploys "finally"
 
@@ -123,7 +124,22 @@ def test_the_pipeline_project_sets_the_variables_the_buildspec_reads():
     names = {v["Name"] for v in project["Environment"]["EnvironmentVariables"]}
 
     assert project["Source"]["BuildSpec"] == "buildspec.yml"
-    assert names == {"DEPLOY_APP", "DEPLOY_STAGE"} <= set(buildspec()["env"]["variables"])
+    assert names == {"DEPLOY_APP", "DEPLOY_STAGE", "ROLE_BOUNDARY_ARN"} <= set(buildspec()["env"]["variables"])
+
+
+def test_the_deploy_gives_the_stage_roles_the_pipelines_boundary():
+    # The build role may create the stage's roles only with RoleBoundaryPolicy as their
+    # boundary (tests/unit/test_pipeline.py): the deploy must pass it, as the parameter the
+    # template sets on every role.
+    from tmctl.core.deploy import load_template
+
+    deploy = shlex.split(buildspec()["phases"]["build"]["commands"][-1])
+    params = [deploy[i + 1] for i, word in enumerate(deploy) if word in ("-p", "--param")]
+    template = load_template(ROOT / "cloudformation" / "template.yaml")
+
+    assert params == ["RolePermissionsBoundary=$ROLE_BOUNDARY_ARN"]
+    assert "RolePermissionsBoundary" in template["Parameters"]
+    assert buildspec()["env"]["variables"]["ROLE_BOUNDARY_ARN"] == ""  # a hand-made project: no boundary
 
 
 def test_the_secret_scan_baseline_allows_nothing_by_line_and_still_catches_a_key(tmp_path, monkeypatch):

@@ -3,6 +3,7 @@ tmctl.core.pipeline (deploy inputs, runs and stage states) with botocore Stubber
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,10 @@ def pipeline() -> dict:
 def statements(pipeline: dict, role: str) -> list[dict]:
     policies = pipeline["Resources"][role]["Properties"]["Policies"]
     return [s for p in policies for s in p["PolicyDocument"]["Statement"]]
+
+
+def allows(pipeline: dict, role: str) -> list[dict]:
+    return [s for s in statements(pipeline, role) if s["Effect"] == "Allow"]
 
 
 def as_list(value) -> list:
@@ -79,8 +84,7 @@ def test_the_artifact_bucket_is_encrypted_private_tls_only_and_expires(pipeline)
 @pytest.mark.parametrize("role", ["BuildRole", "PipelineRole"])
 def test_no_wildcard_actions_and_star_resources_only_where_aws_has_nothing_narrower(pipeline, role):
     allowed_star = {"WhoAmI", "CreateStageEventSourceMapping"}  # each commented "allowlist:" in the template
-    for s in statements(pipeline, role):
-        assert s["Effect"] == "Allow"
+    for s in allows(pipeline, role):
         for action in as_list(s["Action"]):
             assert "*" not in action, f"{role}/{s['Sid']}: {action}"
         if "*" in as_list(s["Resource"]):
@@ -100,7 +104,7 @@ def test_every_build_resource_is_the_apps_own(pipeline):
            "tmctl-artifacts-${AWS::AccountId}-${AWS::Region}", "${AWS::AccountId}:event-source-mapping:",
            "${AppName}-build-", "::/apis", "::/tags/",
            "changeSet/tmctl-")  # tmctl's change sets; CloudFormation also checks the stack they belong to
-    for s in statements(pipeline, "BuildRole"):
+    for s in allows(pipeline, "BuildRole"):
         for resource in as_list(s["Resource"]):
             text = sub_text(resource)
             if text == "*" or resource in ({"Ref": "ConnectionArn"}, {"Fn::GetAtt": "ArtifactBucket.Arn"}) or \
@@ -129,7 +133,7 @@ NOT_NEEDED = {
     "lambda:AssociateRuntimeAlias", "lambda:PassCapacityProvider", "lambda:PutFunctionScalingConfig",
     "lambda:GetFunctionScalingConfig",  # code signing, managed instances: not used
     "iam:AttachRolePolicy", "iam:DetachRolePolicy",  # inline policies only: no managed policy can be attached
-    "iam:PutRolePermissionsBoundary", "iam:DeleteRolePermissionsBoundary",
+    "iam:DeleteRolePermissionsBoundary",  # denied outright: dropping the boundary is the way out of it
     "logs:AssociateKmsKey", "logs:DisassociateKmsKey",
     "logs:PutDataProtectionPolicy", "logs:DeleteDataProtectionPolicy",
     "logs:PutIndexPolicy", "logs:DeleteIndexPolicy", "logs:PutResourcePolicy", "logs:DeleteResourcePolicy",
@@ -142,7 +146,7 @@ NOT_NEEDED = {
 
 
 def granted_actions(pipeline: dict) -> set[str]:
-    return {a for s in statements(pipeline, "BuildRole") for a in as_list(s["Action"])}
+    return {a for s in allows(pipeline, "BuildRole") for a in as_list(s["Action"])}
 
 
 def test_the_build_role_covers_what_cloudformation_does_for_each_resource_type(pipeline, template):
@@ -170,6 +174,203 @@ def test_the_build_role_grants_what_tmctl_up_calls_itself(pipeline):
             "cloudformation:DeleteStack", "s3:CreateBucket", "s3:ListBucket", "s3:PutBucketPublicAccessBlock",
             "s3:PutEncryptionConfiguration", "s3:PutBucketPolicy", "s3:PutLifecycleConfiguration",
             "s3:GetObject", "s3:PutObject", "lambda:InvokeFunction"} <= granted
+
+
+# ------------------------------------------------------------------ the roles' permissions boundary
+#
+# The build creates the stage's IAM roles. Without a boundary, a commit that puts
+# `Action: "*"` into one of template.yaml's roles would get a role with admin rights
+# from the pipeline. So every role-writing action of the build role is allowed only
+# for a role whose boundary is RoleBoundaryPolicy, and that policy allows no more
+# than the stage's roles are granted.
+
+# The IAM actions that give a role permissions or take its boundary away; all of them
+# take the iam:PermissionsBoundary condition key (Service Authorization Reference).
+ROLE_WRITES = ("iam:CreateRole", "iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:AttachRolePolicy",
+               "iam:DetachRolePolicy", "iam:PutRolePermissionsBoundary", "iam:DeleteRolePermissionsBoundary")
+BOUNDARY_CONDITION = {"StringEquals": {"iam:PermissionsBoundary": {"Ref": "RoleBoundaryPolicy"}}}
+
+
+def iam_pattern(pattern: str) -> re.Pattern:
+    """An IAM action or resource pattern (`*`, `?`) as a regular expression."""
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern),
+                      re.IGNORECASE | re.DOTALL)
+
+
+def unbounded_role_writes(stmts: list[dict]) -> list[str]:
+    """The Allow statements through which a role could be created or written
+    without RoleBoundaryPolicy as its boundary."""
+    problems = []
+    for s in stmts:
+        if s["Effect"] != "Allow":
+            continue
+        if "NotAction" in s:
+            problems.append(f"{s.get('Sid')}: NotAction in an Allow")
+            continue
+        writes = [w for w in ROLE_WRITES for a in as_list(s["Action"]) if iam_pattern(a).fullmatch(w)]
+        if writes and s.get("Condition") != BOUNDARY_CONDITION:
+            problems.append(f"{s.get('Sid')}: {', '.join(writes)} without the boundary condition")
+        if "iam:DeleteRolePermissionsBoundary" in writes:
+            problems.append(f"{s.get('Sid')}: iam:DeleteRolePermissionsBoundary allowed")
+    return problems
+
+
+def test_every_role_writing_action_of_the_build_needs_the_boundary(pipeline):
+    build = statements(pipeline, "BuildRole")
+    writes = {a for s in build if s["Effect"] == "Allow" for a in as_list(s["Action"]) if a in ROLE_WRITES}
+
+    assert unbounded_role_writes(build) == []
+    # not vacuous: CloudFormation creates the roles and writes their inline policies with these
+    assert {"iam:CreateRole", "iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:PutRolePermissionsBoundary"} <= writes
+    # the condition names the boundary this stack creates, and the build is given that same ARN
+    env = pipeline["Resources"]["BuildProject"]["Properties"]["Environment"]["EnvironmentVariables"]
+    assert {"Name": "ROLE_BOUNDARY_ARN", "Value": {"Ref": "RoleBoundaryPolicy"}} in env
+    assert pipeline["Resources"]["RoleBoundaryPolicy"]["Type"] == "AWS::IAM::ManagedPolicy"
+
+
+@pytest.mark.parametrize("breach", ["condition dropped", "CreateRole moved", "AttachRolePolicy added",
+                                    "wildcard action", "boundary removable"])
+def test_a_role_write_without_the_boundary_is_caught(pipeline, breach):
+    # GIVEN the build role's statements, widened one way
+    build = copy.deepcopy(statements(pipeline, "BuildRole"))
+    by_sid = {s["Sid"]: s for s in build}
+    if breach == "condition dropped":
+        del by_sid["StageRolesOnlyWithTheBoundary"]["Condition"]
+    elif breach == "CreateRole moved":
+        by_sid["StageRoles"]["Action"].append("iam:CreateRole")
+    elif breach == "AttachRolePolicy added":
+        build.append({"Sid": "Attach", "Effect": "Allow", "Action": "iam:AttachRolePolicy",
+                      "Resource": by_sid["StageRoles"]["Resource"]})
+    elif breach == "wildcard action":
+        build.append({"Sid": "Wide", "Effect": "Allow", "Action": "iam:Put*", "Resource": "*"})
+    else:
+        by_sid["StageRolesOnlyWithTheBoundary"]["Action"].append("iam:DeleteRolePermissionsBoundary")
+
+    # THEN the check names it
+    assert unbounded_role_writes(build)
+
+
+def test_the_build_can_neither_drop_a_boundary_nor_edit_the_boundary_policy(pipeline):
+    denies = [s for s in statements(pipeline, "BuildRole") if s["Effect"] == "Deny"]
+
+    def denied(action: str, resource) -> bool:
+        return any(action in as_list(s["Action"]) and not s.get("Condition") and
+                   (s["Resource"] == "*" or s["Resource"] == resource) for s in denies)
+
+    assert denied("iam:DeleteRolePermissionsBoundary", "*")
+    for action in ("iam:CreatePolicyVersion", "iam:SetDefaultPolicyVersion", "iam:DeletePolicyVersion",
+                   "iam:DeletePolicy"):
+        assert denied(action, {"Ref": "RoleBoundaryPolicy"}), action
+    # and nothing allows the build to touch any managed policy
+    assert not [a for a in granted_actions(pipeline) if re.search(r"^iam:.*Polic(y|ies)", a)
+                and "Role" not in a], granted_actions(pipeline)
+
+
+# Concrete names for resolving both templates' ARNs the same way.
+NAMES = {"AppName": "taskmanager", "Stage": "dev", "AWS::Partition": "aws", "AWS::Region": "eu-west-1",
+         "AWS::AccountId": "123456789012"}
+
+
+def arn_of(template: dict, logical: str, attribute: str | None = None) -> str:
+    """What Ref / Fn::GetAtt …Arn of one of template.yaml's resources resolves to on AWS."""
+    res = template["Resources"][logical]
+    props = res["Properties"]
+    part, region, account = NAMES["AWS::Partition"], NAMES["AWS::Region"], NAMES["AWS::AccountId"]
+    name_prop, arn, ref_is_arn = {
+        "AWS::DynamoDB::Table": ("TableName", "dynamodb:{r}:{a}:table/{n}", False),
+        "AWS::SQS::Queue": ("QueueName", "sqs:{r}:{a}:{n}", False),
+        "AWS::StepFunctions::StateMachine": ("StateMachineName", "states:{r}:{a}:stateMachine:{n}", True),
+        "AWS::Lambda::Function": ("FunctionName", "lambda:{r}:{a}:function:{n}", False),
+        "AWS::Logs::LogGroup": ("LogGroupName", "logs:{r}:{a}:log-group:{n}:*", False),
+        "AWS::SSM::Parameter": ("Name", None, False),
+    }[res["Type"]]
+    name = substitute(template, props[name_prop])
+    full = f"arn:{part}:" + arn.format(r=region, a=account, n=name) if arn else None
+    if attribute == "Arn":
+        return full
+    return full if ref_is_arn else name
+
+
+def substitute(template: dict, value) -> str:
+    """A string, !Sub, !Ref or !GetAtt of template.yaml, resolved with NAMES."""
+    if isinstance(value, str):
+        return value
+    (fn, arg), = value.items()
+    if fn == "Ref":
+        return NAMES[arg] if arg in NAMES else arn_of(template, arg)
+    if fn == "Fn::GetAtt":
+        logical, attribute = arg.split(".", 1) if isinstance(arg, str) else arg
+        return arn_of(template, logical, attribute)
+    assert fn == "Fn::Sub" and isinstance(arg, str), value
+
+    def one(m: re.Match) -> str:
+        ref = m.group(1)
+        if ref in NAMES:
+            return NAMES[ref]
+        logical, _, attribute = ref.partition(".")
+        return arn_of(template, logical, attribute or None)
+
+    return re.sub(r"\$\{([^}!]+)\}", one, arg)
+
+
+def role_grants(template: dict) -> list[tuple[str, str, str]]:
+    """(role, action, resource ARN) for every Allow in the inline policies of template.yaml's roles."""
+    out = []
+    for logical, res in template["Resources"].items():
+        if res["Type"] != "AWS::IAM::Role":
+            continue
+        for policy in res["Properties"].get("Policies", []):
+            for s in policy["PolicyDocument"]["Statement"]:
+                assert s["Effect"] == "Allow" and "Condition" not in s, f"{logical}/{s.get('Sid')}: judge this by hand"
+                out += [(logical, a, substitute(template, r)) for a in as_list(s["Action"])
+                        for r in as_list(s["Resource"])]
+    return out
+
+
+def boundary_allows(pipeline: dict) -> list[tuple[re.Pattern, re.Pattern]]:
+    doc = pipeline["Resources"]["RoleBoundaryPolicy"]["Properties"]["PolicyDocument"]
+    out = []
+    for s in doc["Statement"]:
+        assert s["Effect"] == "Allow" and "Condition" not in s and "NotAction" not in s
+        out += [(iam_pattern(a), iam_pattern(substitute({}, r))) for a in as_list(s["Action"])
+                for r in as_list(s["Resource"])]
+    return out
+
+
+def test_the_boundary_allows_every_grant_of_the_stage_roles(pipeline, template):
+    # A deploy with the boundary cannot break a function: each (action, resource) a role of
+    # template.yaml is granted, resolved to its ARN, is inside the boundary.
+    grants = role_grants(template)
+    boundary = boundary_allows(pipeline)
+    outside = [g for g in grants if not any(a.fullmatch(g[1]) and r.fullmatch(g[2]) for a, r in boundary)]
+
+    assert {role for role, _, _ in grants} == {"TaskApiRole", "EventProcessorRole", "WorkflowStepsRole",
+                                                "StateMachineRole"}
+    assert len(grants) >= 20  # the walk is not vacuous
+    assert outside == [], f"widen RoleBoundaryPolicy in pipeline.yaml for: {outside}"
+
+
+def test_the_boundary_allows_nothing_the_stage_roles_are_not_granted(pipeline, template):
+    granted = {a.lower() for _, a, _ in role_grants(template)}
+    doc = pipeline["Resources"]["RoleBoundaryPolicy"]["Properties"]["PolicyDocument"]
+    bounded = {a.lower() for s in doc["Statement"] for a in as_list(s["Action"])}
+
+    assert bounded == granted
+
+
+def test_the_boundary_keeps_a_grant_outside_the_stage_out(pipeline):
+    boundary = boundary_allows(pipeline)
+
+    def inside(action: str, arn: str) -> bool:
+        return any(a.fullmatch(action) and r.fullmatch(arn) for a, r in boundary)
+
+    table = "arn:aws:dynamodb:eu-west-1:123456789012:table/taskmanager-dev-tasks"
+    assert inside("dynamodb:Query", f"{table}/index/byStatus")
+    assert not inside("dynamodb:GetItem", table.replace("-dev-", "-prod-"))
+    assert not inside("dynamodb:DeleteTable", table)
+    assert not inside("iam:CreateRole", "arn:aws:iam::123456789012:role/taskmanager-dev-x")
+    assert not inside("ssm:GetParameter", "arn:aws:ssm:eu-west-1:123456789012:parameter/other/dev/x")
+    assert not inside("s3:GetObject", "*")
 
 
 # ------------------------------------------------------------------ deploy inputs

@@ -385,6 +385,37 @@ def test_the_stage_writes_json_access_logs_to_its_own_log_group_with_retention(t
     assert stage["DefaultRouteSettings"]["ThrottlingRateLimit"] == {"Ref": "ApiThrottleRate"}
 
 
+
+# ------------------------------------------------------------------ the roles' permissions boundary
+
+BOUNDARY_ARN = "arn:aws:iam::123456789012:policy/taskmanager-pipeline-RoleBoundaryPolicy-1A2B3C4D5E6F"
+
+
+def test_every_role_carries_the_permissions_boundary_when_given(template):
+    # The pipeline's build may create roles only with its boundary (pipeline.yaml): a role
+    # without it would fail the deploy; local stages and manual deploys give none.
+    roles = resources(template, "AWS::IAM::Role")
+
+    assert set(roles) == {"TaskApiRole", "EventProcessorRole", "WorkflowStepsRole", "StateMachineRole"}
+    for name, role in roles.items():
+        boundary = role["Properties"].get("PermissionsBoundary")
+        assert resolve(boundary, {"RolePermissionsBoundary": BOUNDARY_ARN}, template) == BOUNDARY_ARN, name
+        assert resolve(boundary, {}, template) is None, name
+        # inline policies only: the build is not granted iam:AttachRolePolicy
+        assert "ManagedPolicyArns" not in role["Properties"], name
+
+
+@pytest.mark.parametrize(("value", "ok"), [
+    ("", True), (BOUNDARY_ARN, True), ("arn:aws-us-gov:iam::123456789012:policy/path/boundary", True),
+    ("arn:aws:iam::123456789012:role/admin", False), ("arn:aws:iam::aws:policy/AdministratorAccess", False),
+    ("boundary", False),
+])
+def test_the_boundary_parameter_takes_a_managed_policy_arn_or_nothing(template, value, ok):
+    param = template["Parameters"]["RolePermissionsBoundary"]
+
+    assert param["Default"] == ""
+    assert bool(re.fullmatch(param["AllowedPattern"], value)) is ok
+
 CHECKOV_SKIP_IDS = {"CKV_AWS_27", "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_119", "CKV_AWS_158", "CKV_AWS_173"}
 
 
