@@ -13,9 +13,13 @@ import json
 import logging
 import os
 
+import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS
 from botocore.exceptions import BotoCoreError, ClientError
+
+from taskcore.aws import BOTO_CONFIG
 
 logger = Logger(child=True)
 
@@ -43,6 +47,10 @@ def _value(key: str) -> str | None:
     name = os.environ.get(PARAM_ENV[key])
     if not name:
         return None
+    if "ssm" not in DEFAULT_PROVIDERS:
+        # On the handlers' own (default) boto3 session: Powertools would build a new
+        # Session, loading botocore's endpoint data again (~8 MB more per worker).
+        DEFAULT_PROVIDERS["ssm"] = parameters.SSMProvider(boto3_client=boto3.client("ssm", config=BOTO_CONFIG))
     try:
         value = parameters.get_parameter(name, max_age=CONFIG_MAX_AGE)
     except (parameters.exceptions.GetParameterError, ClientError, BotoCoreError) as err:
