@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from tests.integration.conftest import wait_for
 from tmctl.cli.app import app
 from tmctl.core.api import TaskApi
-from tmctl.core.config import CACHE_SECONDS
+from tmctl.core.config import LOCAL_CACHE_SECONDS as CACHE_SECONDS
 
 pytestmark = pytest.mark.integration
 

@@ -48,7 +48,8 @@ _SCRUBBED_ENV = (
     "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN",
     "AWS_SECURITY_TOKEN", "TMCTL_ENDPOINT_URL", "TMCTL_LOCAL", "TMCTL_STAGE", "TMCTL_APP",
     "TMCTL_PROJECT_DIR", "STAGE", "TABLE_NAME", "QUEUE_URL", "STATE_MACHINE_ARN", "STATUS_INDEX",
-    "FAILURE_INJECTION_PARAM", "RETRY_BASE_SECONDS", "RETRY_MAX_SECONDS", "CONFIG_CACHE_SECONDS",
+    "FAILURE_INJECTION_PARAM", "INTAKE_PARAM", "LOG_LEVEL_PARAM", "RETRY_BASE_PARAM", "RETRY_MAX_SECONDS",
+    "CONFIG_CACHE_SECONDS",
 )
 
 
@@ -69,9 +70,11 @@ def offline_aws(monkeypatch):
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
     monkeypatch.setattr(socket.socket, "connect", _refuse_network)
     monkeypatch.setattr(socket.socket, "connect_ex", _refuse_network)
-    parameters.clear_caches()
+    from taskcore import config as runtime_config
+
+    runtime_config.forget()
     yield
-    parameters.clear_caches()
+    runtime_config.forget()
 
 
 # ------------------------------------------------------------------ the template

@@ -38,7 +38,9 @@ def test_local_parameters_keep_the_fast_back_off(template):
     params = local_parameters(Machine(2, 24 * GIB))
 
     # ApiAuth NONE: a local stage keeps the seed's open front door (AWS stages default to AWS_IAM)
-    assert params == {"ApiConcurrency": "32", "StepsConcurrency": "4", "RetryBaseSeconds": "1", "ApiAuth": "NONE"}
+    # ConfigCacheSeconds 5: a `tmctl config set` is followed within 5 s locally (30 on AWS)
+    assert params == {"ApiConcurrency": "32", "StepsConcurrency": "4", "RetryBaseSeconds": "1", "ApiAuth": "NONE",
+                      "ConfigCacheSeconds": "5"}
     assert set(params) <= set(template["Parameters"])
     # and the template turns them into the limits the emulator gets
     assert declared_concurrency(template, params) == {

@@ -119,3 +119,27 @@ def test_warming_a_function_caches_no_switch_it_did_not_read(event_processor, st
     stack.set_failure_rules([{"at": "processor", "match": "fresh-*"}])
 
     assert config.injected_failure("processor", "fresh-1")
+
+
+def test_a_paused_intake_stays_paused_while_ssm_cannot_be_read(task_api, stack, post, monkeypatch):
+    # A burst on AWS can exhaust SSM's shared GetParameter quota: the switch the
+    # operator set must hold, not fall back to 'open' exactly when load is high.
+    fresh(stack, "IntakeParameter", "paused")
+    assert post("quota-1")["statusCode"] == 503
+
+    def throttled(*_args, **_kwargs):
+        from botocore.exceptions import ClientError
+
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "GetParameter")
+
+    monkeypatch.setattr(parameters, "get_parameter", throttled)
+
+    assert post("quota-2")["statusCode"] == 503
+    assert stack.get_item("quota-2") is None
+
+
+def test_the_cache_time_comes_from_the_template(stack):
+    env = stack.function_env("TaskApiFunction")
+    assert env["CONFIG_CACHE_SECONDS"] == "30"  # the AWS default; tmctl up --local passes 5
+    assert stack.function_env("EventProcessorFunction")["CONFIG_CACHE_SECONDS"] == "30"
+    assert stack.function_env("WorkflowStepsFunction")["CONFIG_CACHE_SECONDS"] == "30"

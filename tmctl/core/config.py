@@ -13,8 +13,9 @@ from datetime import datetime
 from tmctl.core.errors import NotFound, UsageError
 from tmctl.core.target import Target
 
-# How long the functions cache a value (taskcore.config CONFIG_CACHE_SECONDS).
-CACHE_SECONDS = 5
+# How long the functions keep a value before reading SSM again (the template's
+# ConfigCacheSeconds; `tmctl up --local` passes this), unless the stack says.
+LOCAL_CACHE_SECONDS = 5
 # taskcore.config.INJECTION_POINTS (the Lambda package is not importable from an
 # installed tmctl; a unit test keeps the two equal).
 INJECTION_POINTS = ("processor", "validate", "enrich", "process")

@@ -161,7 +161,7 @@ def upload_artifacts(s3, bucket: str, owner: str, artifacts: list[Artifact]) -> 
 # of back-off, none after the last receive) instead of ~6 s with AWS's 2 + 4 s.
 # The concurrency limits come from the machine (tmctl/core/limits.py).
 # ApiAuth NONE: a local stage keeps the seed's open POST /tasks (AWS stages default to AWS_IAM).
-LOCAL_PARAMETERS = {"RetryBaseSeconds": "1", "ApiAuth": "NONE"}
+LOCAL_PARAMETERS = {"RetryBaseSeconds": "1", "ApiAuth": "NONE", "ConfigCacheSeconds": "5"}
 
 
 def local_parameters(machine: Machine | None = None) -> dict[str, str]:

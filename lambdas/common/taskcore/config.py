@@ -2,9 +2,12 @@
 
 The stack creates the parameters under /<app>/<stage>/…; each function is told
 the names it may read by environment (`*_PARAM`), and its role may read only
-those. Powertools Parameters caches each value for CONFIG_CACHE_SECONDS. A missing, unreadable or
-invalid value never stops real work: the documented default applies, with a
-warning in the log."""
+those. Powertools Parameters caches each value for CONFIG_CACHE_SECONDS (the
+template's ConfigCacheSeconds: 30 on AWS, where SSM's GetParameter quota is
+shared by the account; 5 locally). A value that cannot be refreshed keeps the
+last one read, so a paused intake stays paused while SSM throttles a burst; one
+never read, or invalid, falls back to the documented default. Either way real
+work goes on, with a warning in the log."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import fnmatch
 import json
 import logging
 import os
+import threading
 
 import boto3
 from aws_lambda_powertools import Logger
@@ -23,7 +27,7 @@ from taskcore.aws import BOTO_CONFIG
 
 logger = Logger(child=True)
 
-CONFIG_MAX_AGE = int(os.environ.get("CONFIG_CACHE_SECONDS", "5"))
+CONFIG_MAX_AGE = int(os.environ.get("CONFIG_CACHE_SECONDS", "30"))
 PRODUCTION_STAGES = frozenset({"prod", "production"})
 # config key → the environment variable holding its parameter name.
 PARAM_ENV = {
@@ -35,6 +39,28 @@ PARAM_ENV = {
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 INTAKE_STATES = ("open", "paused")
 INJECTION_POINTS = ("processor", "validate", "enrich", "process")
+RETRY_BASE_MAX = 60  # the processor caps every back-off here
+
+_last_good: dict[str, str] = {}  # parameter name → the last value read
+_provider_lock = threading.Lock()
+
+
+def _provider() -> None:
+    """Powertools' SSM provider on the handlers' own (default) boto3 session, built
+    once even when the processor's record threads get here first. (Powertools
+    would build a new Session, loading botocore's endpoint data again: ~8 MB
+    more per worker.)"""
+    if "ssm" in DEFAULT_PROVIDERS:
+        return
+    with _provider_lock:
+        if "ssm" not in DEFAULT_PROVIDERS:
+            DEFAULT_PROVIDERS["ssm"] = parameters.SSMProvider(boto3_client=boto3.client("ssm", config=BOTO_CONFIG))
+
+
+def forget() -> None:
+    """Drop cached and last-read values (tests)."""
+    parameters.clear_caches()
+    _last_good.clear()
 
 
 def _value(key: str) -> str | None:
@@ -47,17 +73,19 @@ def _value(key: str) -> str | None:
     name = os.environ.get(PARAM_ENV[key])
     if not name:
         return None
-    if "ssm" not in DEFAULT_PROVIDERS:
-        # On the handlers' own (default) boto3 session: Powertools would build a new
-        # Session, loading botocore's endpoint data again (~8 MB more per worker).
-        DEFAULT_PROVIDERS["ssm"] = parameters.SSMProvider(boto3_client=boto3.client("ssm", config=BOTO_CONFIG))
     try:
+        _provider()
         value = parameters.get_parameter(name, max_age=CONFIG_MAX_AGE)
     except (parameters.exceptions.GetParameterError, ClientError, BotoCoreError) as err:
-        logger.warning("configuration parameter unreadable; using its default",
-                       extra={"parameter": name, "error": str(err)[:300]})
-        return None
-    return value if isinstance(value, str) else None
+        kept = _last_good.get(name)
+        logger.warning("configuration parameter unreadable; " + (
+            "keeping the last value read" if kept is not None else "using its default"),
+            extra={"parameter": name, "error": str(err)[:300]})
+        return kept
+    if isinstance(value, str):
+        _last_good[name] = value
+        return value
+    return None
 
 
 def _choice(key: str, allowed: tuple[str, ...], default: str) -> str:
@@ -90,7 +118,7 @@ def apply_log_level(target_logger: Logger) -> None:
 
 
 def retry_base_seconds(default: int) -> int:
-    """First back-off of a failed record, in seconds (0-900)."""
+    """First back-off of a failed record, in seconds (0-60)."""
     raw = _value("retry-base-seconds")
     if raw is None:
         return default
@@ -98,7 +126,7 @@ def retry_base_seconds(default: int) -> int:
         value = int(raw.strip())
     except ValueError:
         value = -1
-    if not 0 <= value <= 900:
+    if not 0 <= value <= RETRY_BASE_MAX:
         logger.warning("invalid configuration value; using the default", extra={"key": "retry-base-seconds"})
         return default
     return value
