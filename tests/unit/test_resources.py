@@ -101,10 +101,3 @@ def test_the_environment_and_working_directory_are_read_by_default(tmp_path, ins
     monkeypatch.delenv(ENV_PROJECT_DIR)
     monkeypatch.chdir(tmp_path)
     assert resources.project_dir() == installed
-
-
-def test_target_project_dir_is_the_same_resolution(tmp_path, installed, monkeypatch):
-    from tmctl.core.target import project_dir
-
-    monkeypatch.chdir(tmp_path)
-    assert project_dir() == installed

@@ -140,6 +140,7 @@ def _accepted(**kwargs) -> bool:
     ("Stage", "dev"), ("Stage", "prod-2"), ("Stage", "Dev"), ("Stage", "2dev"), ("Stage", "de_v"),
     ("AppName", "taskmanager"), ("AppName", "Task"),
     ("Stage", "d\u00e9v"), ("Stage", "s" * 16), ("Stage", "s" * 17), ("AppName", "a"),
+    ("Stage", "pipeline"), ("Stage", "pipeline-2"), ("Stage", "x-pipeline"),
 ])
 def test_stage_and_app_rules_match_the_template(template, param, value):
     # A name tmctl accepts must not be refused later by CloudFormation, mid-deploy.
@@ -266,3 +267,9 @@ def test_aws_mode_and_an_emulator_in_the_environment_is_a_usage_error(emulator_e
 def test_aws_mode_endpoint_must_be_a_url():
     with pytest.raises(UsageError):
         resolve_target(env={"TMCTL_AWS_ENDPOINT_URL": "localhost:4599"})
+
+
+def test_a_stage_named_like_the_pipeline_stack_is_refused_before_any_call():
+    # `tmctl --stage pipeline down --yes` would otherwise delete <app>-pipeline, the CI/CD stack.
+    with pytest.raises(UsageError, match="reserved"):
+        resolve_target(stage="pipeline", env={})

@@ -46,7 +46,7 @@ def start(
 
 def _start_localstack(ctx: typer.Context, target, compose_file: Path | None) -> None:
     from tmctl.core import localstack
-    from tmctl.core.target import project_dir
+    from tmctl.core.resources import project_dir
 
     path = compose_file or project_dir() / localstack.COMPOSE_FILE
     started = localstack.start(target, path, progress=out.progress)

@@ -44,7 +44,8 @@ DEFAULT_REGION = "us-east-1"
 DEFAULT_STAGE = "dev"
 DEFAULT_APP = "taskmanager"
 # The template's own AllowedPattern for Stage and AppName: refused here, not mid-deploy.
-STAGE_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
+# Not "pipeline…": <app>-pipeline is the CI/CD stack (`tmctl pipeline`), never a stage.
+STAGE_PATTERN = re.compile(r"^(?!pipeline)[a-z][a-z0-9-]{0,15}$")
 APP_PATTERN = re.compile(r"^[a-z][a-z0-9-]{1,20}$")
 EMULATOR_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
 
@@ -124,6 +125,9 @@ def resolve_target(*, local: bool | None = None, endpoint_url: str | None = None
     app = app or env.get(ENV_APP) or DEFAULT_APP
     for value, name, pattern in ((stage, "stage", STAGE_PATTERN), (app, "app", APP_PATTERN)):
         if not pattern.fullmatch(value):
+            if name == "stage" and value.startswith("pipeline"):
+                raise UsageError(f"stage {value!r} is reserved: {app}-{value} would be the CI/CD pipeline's stack",
+                                 "pick another stage name; the pipeline itself is `tmctl pipeline up|status`")
             raise UsageError(f"{name} {value!r} is not valid",
                              f"--{name} takes a lowercase letter, then lowercase letters, digits or '-' "
                              f"({pattern.pattern})")
@@ -198,10 +202,3 @@ class Clients:
     ssm = property(lambda self: self.client("ssm"))
     stepfunctions = property(lambda self: self.client("stepfunctions"))
     sts = property(lambda self: self.client("sts"))
-
-
-def project_dir() -> Path:
-    """Moved to tmctl.core.resources (which imports this module); kept for old callers."""
-    from tmctl.core.resources import project_dir as resolve
-
-    return resolve()
