@@ -9,6 +9,7 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
+from tmctl.core import deploy
 from tmctl.core.deploy import (
     ARTIFACT_DAYS,
     ChangeSet,
@@ -242,6 +243,39 @@ def test_a_change_set_is_described_as_rows_and_discarded_with_its_empty_stack():
          "physicalId": ""},
         {"action": "Modify", "logicalId": "Fn", "type": "AWS::Lambda::Function", "replacement": "True",
          "physicalId": "fn-1"}]
+
+
+def test_ctrl_c_while_the_change_set_is_created_leaves_no_change_set_or_empty_stack(monkeypatch):
+    # `tmctl diff` on a new stage, interrupted while CloudFormation computes the change set
+    cfn = _cfn()
+    cs_id = "arn:aws:cloudformation:us-east-1:1:changeSet/tmctl-x/1"
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(deploy, "wait_change_set", interrupted)
+    with Stubber(cfn) as stub:
+        stub.add_client_error("describe_stacks", "ValidationError", "Stack with id taskmanager-dev does not exist")
+        stub.add_response("create_change_set", {"Id": cs_id, "StackId": "s"})
+        stub.add_response("delete_change_set", {}, {"ChangeSetName": cs_id})
+        stub.add_response("describe_stacks", {"Stacks": [_deployed({}, "REVIEW_IN_PROGRESS")]})
+        stub.add_response("delete_stack", {}, {"StackName": "taskmanager-dev"})
+
+        with pytest.raises(KeyboardInterrupt):
+            create_change_set(cfn, resolve_target(region="us-east-1", env={}), TEMPLATE_BODY, {}, dry_run=True)
+        stub.assert_no_pending_responses()
+
+
+def test_a_change_set_refused_for_credentials_says_so_not_cfn_lint():
+    cfn = _cfn()
+    with Stubber(cfn) as stub:
+        stub.add_client_error("describe_stacks", "ValidationError", "Stack with id taskmanager-dev does not exist")
+        stub.add_client_error("create_change_set", "AccessDenied", "not authorized to perform CreateChangeSet")
+
+        with pytest.raises(TmctlError) as err:
+            create_change_set(cfn, resolve_target(region="us-east-1", env={}), TEMPLATE_BODY, {})
+
+    assert "AccessDenied" in str(err.value) and "credentials" in (err.value.fix or "")
 
 
 def test_a_failed_aws_stack_is_not_deleted_behind_the_users_back():

@@ -123,14 +123,13 @@ def styled(status: str) -> str:
 def confirm(question: str, *, yes: bool) -> None:
     """The one question before anything destructive. `--yes` skips it; with no
     terminal on stdin and no `--yes` there is nobody to ask: a usage error."""
-    from tmctl.core.errors import TmctlError, UsageError
+    from tmctl.core.errors import Cancelled, ConfirmationRequired
 
     if yes:
         return
     if not sys.stdin.isatty():
-        raise UsageError(f"{question.rstrip('?')}: refusing without a terminal to ask",
-                         "pass --yes to go ahead without the question")
+        raise ConfirmationRequired(question.rstrip("?"))
     import typer
 
     if not typer.confirm(question, default=False, err=True):
-        raise TmctlError("cancelled; nothing was changed")
+        raise Cancelled("cancelled; nothing was changed")

@@ -71,7 +71,7 @@ def up(
     Example: tmctl up --local    (AWS: tmctl up --stage prod --profile work --yes)
     """
     from tmctl.core import emulator
-    from tmctl.core.up import apply, discard, prepare
+    from tmctl.core.up import apply, discard, prepare, report_changes
 
     st = state(ctx)
     overrides = _overrides(param)
@@ -90,6 +90,8 @@ def up(
     out.progress(f"deploying {target.describe()}")
     with out.Reporter(f"preparing {target.stack_name}") as report:
         plan = prepare(clients, target, overrides=overrides, progress=report, ready=ready)
+        if target.local:  # on AWS the table below shows them
+            report_changes(plan, report)
     cs = plan.change_set
     if not target.local and not cs.empty:
         try:
@@ -124,9 +126,21 @@ def up(
         out.table(f"{result.stack.name}: {result.stack.status}", ["output", "value"],
                   sorted(result.stack.outputs.items())),
         f"API: {result.stack.api_url}",
-        f"try: curl -s -X POST {result.stack.api_url}/tasks -H 'content-type: application/json' "
-        "-d '{\"taskID\":\"task-173\"}'",
+        _try_it(result.stack, target),
     ])
+
+
+def _try_it(stack, target) -> str:
+    """A first request that works against this stage's front door."""
+    body = "-H 'content-type: application/json' -d '{\"taskID\":\"task-173\"}'"
+    auth = stack.outputs.get("ApiAuth", "NONE")
+    if auth == "AWS_IAM":  # unsigned, it gets 403
+        return (f"try: tmctl --stage {target.stage} task create --wait   (signed for you), or curl ≥ 7.75: "
+                f"curl -s -X POST {stack.api_url}/tasks {body} --aws-sigv4 'aws:amz:{target.region}:execute-api' "
+                "--user \"$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY\" -H \"x-amz-security-token: $AWS_SESSION_TOKEN\"")
+    if auth == "JWT":
+        return f"try: curl -s -X POST {stack.api_url}/tasks {body} -H \"Authorization: Bearer $TOKEN\""
+    return f"try: curl -s -X POST {stack.api_url}/tasks {body}"
 
 
 def diff(

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from botocore.exceptions import ClientError
 
-from tmctl.core.errors import DeployFailed, from_client_error
+from tmctl.core.errors import AUTH_CODES, DeployFailed, from_client_error
 from tmctl.core.limits import Machine, local_limits
 from tmctl.core.package import Artifact
 from tmctl.core.stack import describe_stack
@@ -240,18 +240,25 @@ def create_change_set(cfn, target: Target, template_body: str, params: dict[str,
                   {"Key": "managed-by", "Value": "tmctl"}],
         )
     except ClientError as err:
+        if err.response["Error"].get("Code") in AUTH_CODES:
+            raise from_client_error(err, f"creating a change set for {target.stack_name}") from err
         raise DeployFailed(f"CloudFormation refused the change set: {err.response['Error'].get('Message', err)}",
-                           "fix the template or parameters; `cfn-lint cloudformation/template.yaml` helps") from err
-    described = wait_change_set(cfn, cs["Id"])
+                           "fix the template or its parameters (cfn-lint on the template helps)") from err
+    made = ChangeSet(target.stack_name, change_type, cs["Id"], name, stack_status=status)
+    try:
+        described = wait_change_set(cfn, cs["Id"])
+    except BaseException:  # Ctrl-C or a timeout while it is created: leave no change set or empty stack behind
+        discard_change_set(cfn, made)
+        raise
     if described["Status"] == "FAILED":
         # AWS's shape for "nothing to change": an UPDATE that FAILED, not executable, with no changes.
         if change_type == "UPDATE" and not described.get("Changes") and \
                 described.get("ExecutionStatus") in {"UNAVAILABLE", None}:
             cfn.delete_change_set(ChangeSetName=cs["Id"])
             return ChangeSet(target.stack_name, "NONE", stack_status=status)
-        discard_change_set(cfn, ChangeSet(target.stack_name, change_type, cs["Id"], name, stack_status=status))
+        discard_change_set(cfn, made)
         raise DeployFailed(f"change set failed: {described.get('StatusReason', '?')}",
-                           "fix the template or parameters; `cfn-lint cloudformation/template.yaml` helps")
+                           "fix the template or its parameters (cfn-lint on the template helps)")
     changes = [ResourceChange.from_api(c["ResourceChange"]) for c in _all_changes(cfn, described)
                if "ResourceChange" in c]
     return ChangeSet(target.stack_name, change_type, cs["Id"], name, changes, status)
@@ -299,16 +306,6 @@ def execute_change_set(cfn, target: Target, cs: ChangeSet, *, progress: Progress
                                                                               else ""),
                            "fix what the first failure names, then run `tmctl up` again")
     return result
-
-
-def deploy(cfn, target: Target, template_body: str, params: dict[str, str], *,
-           progress: Progress = no_progress, timeout: float = 900) -> DeployResult:
-    """Change set, created and executed with no question (tests, benchmarks, the local loop)."""
-    started = time.monotonic()
-    cs = create_change_set(cfn, target, template_body, params, replace_failed=target.local, progress=progress)
-    for c in cs.changes:
-        progress(f"{c.action:<7} {c.logical_id} ({c.resource_type})", detail=True)
-    return execute_change_set(cfn, target, cs, progress=progress, timeout=timeout, started=started)
 
 
 def _pauses():

@@ -37,7 +37,6 @@ class Plan:
     change_set: dep.ChangeSet
     uploaded: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
-    started: float = field(default_factory=time.monotonic)
 
 
 def prepare(clients: Clients, target: Target, *, overrides: dict[str, str] | None = None,
@@ -46,7 +45,6 @@ def prepare(clients: Clients, target: Target, *, overrides: dict[str, str] | Non
     """Build, upload, create the change set. `dry_run` (a diff) creates, uploads
     and deletes nothing but the change set it shows. `ready()` is called just
     before the first network call (the engine may still be booting)."""
-    started = time.monotonic()
     timings: dict[str, float] = {}
     t = time.perf_counter()
     project = project_dir()
@@ -77,7 +75,13 @@ def prepare(clients: Clients, target: Target, *, overrides: dict[str, str] | Non
     change_set = dep.create_change_set(clients.cloudformation, target, template_path.read_text(), params,
                                        replace_failed=target.local, dry_run=dry_run, progress=progress)
     timings["change set"] = time.perf_counter() - t
-    return Plan(target, template_path, params, change_set, uploaded, timings, started)
+    return Plan(target, template_path, params, change_set, uploaded, timings)
+
+
+def report_changes(plan: Plan, progress: dep.Progress) -> None:
+    """One detail line per resource the change set touches (folded on a terminal)."""
+    for c in plan.change_set.changes:
+        progress(f"{c.action:<7} {c.logical_id} ({c.resource_type})", detail=True)
 
 
 def discard(clients: Clients, plan: Plan) -> None:
@@ -89,8 +93,8 @@ def apply(clients: Clients, plan: Plan, *, warm: bool = True, progress: dep.Prog
     """Execute the plan's change set (nothing when it is empty), then adapt and warm."""
     target, timings = plan.target, dict(plan.timings)
     t = time.perf_counter()
-    result = dep.execute_change_set(clients.cloudformation, target, plan.change_set, progress=progress,
-                                    started=plan.started)
+    # Timed from here: on AWS, the time spent reading the question is not deploy time.
+    result = dep.execute_change_set(clients.cloudformation, target, plan.change_set, progress=progress)
     timings["deploy"] = time.perf_counter() - t
 
     stack = load_stack(clients.cloudformation, target)
@@ -117,6 +121,5 @@ def bring_up(clients: Clients, target: Target, *, overrides: dict[str, str] | No
              ready: Callable[[], None] = lambda: None) -> UpResult:
     """prepare + apply with no question: the local loop, the tests, the benchmarks."""
     plan = prepare(clients, target, overrides=overrides, progress=progress, ready=ready)
-    for c in plan.change_set.changes:
-        progress(f"{c.action:<7} {c.logical_id} ({c.resource_type})", detail=True)
+    report_changes(plan, progress)
     return apply(clients, plan, warm=warm, progress=progress)
