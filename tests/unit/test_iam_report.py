@@ -141,6 +141,17 @@ def test_attribute_aws_events_checks_the_session_issuer():
     assert used["TaskApiRole"] == Counter({"ssm:GetParameters": 1}) and unattributed == 1
 
 
+def test_attribute_events_without_an_id_counts_each_of_them():
+    # GIVEN events that carry no EventId (an engine may leave it out): nothing to deduplicate them by
+    events = [{k: v for k, v in ministack_event("PutItem", "dynamodb", API_KEY, n).items() if k != "EventId"}
+              for n in range(3)]
+    # WHEN attributed, alongside one event seen twice that does have an id
+    twice = ministack_event("SendMessage", "sqs", API_KEY)
+    used, _ = ir.attribute_events([*events, twice, twice], {API_KEY: "TaskApiRole"})
+    # THEN every id-less event counts; only the repeated id is dropped
+    assert used["TaskApiRole"] == Counter({"dynamodb:PutItem": 3, "sqs:SendMessage": 1})
+
+
 # ------------------------------------------------------------------ the diff
 
 
@@ -171,22 +182,21 @@ def test_diff_wildcard_grant_counts_what_it_covers_and_lists_ungranted_calls():
     assert rows["sqs:SendMessage"].flag == ir.NOT_GRANTED and not rows["sqs:SendMessage"].granted
 
 
-@pytest.mark.parametrize(("role", "action", "backend", "resources", "observable"), [
-    (TASK_API, "dynamodb:Scan", MINISTACK, (TABLE,), True),
-    (TASK_API, "dynamodb:Scan", AWS, (TABLE,), False),  # data event
-    (TASK_API, "ssm:GetParameters", AWS, ("arn:aws:ssm:p",), True),  # management event
-    (TASK_API, "ssm:GetParameters", MINISTACK, ("arn:aws:ssm:p",), False),  # the emulator's resource-* gap
-    (TASK_API, "ssm:GetParameters", MINISTACK, ("*",), True),
-    (TASK_API, "sqs:ReceiveMessage", MINISTACK, (), True),  # no event source: the handler would call it
-    (PROCESSOR, "sqs:ReceiveMessage", MINISTACK, (), False),  # the mapping polls in-process
-    (PROCESSOR, "sqs:ChangeMessageVisibility", MINISTACK, (), True),  # the handler's own call
-    (PROCESSOR, "logs:PutLogEvents", MINISTACK, (), False),
-    (MACHINE, "dynamodb:UpdateItem", MINISTACK, (TABLE,), False),
-    (MACHINE, "states:DescribeExecution", AWS, (), False),
-    (TASK_API, "dynamodb:Scan", LOCALSTACK, (TABLE,), False),
+@pytest.mark.parametrize(("role", "action", "backend", "observable"), [
+    (TASK_API, "dynamodb:Scan", MINISTACK, True),
+    (TASK_API, "dynamodb:Scan", AWS, False),  # data event
+    (TASK_API, "ssm:GetParameter", AWS, True),  # management event
+    (TASK_API, "ssm:GetParameter", MINISTACK, True),
+    (TASK_API, "sqs:ReceiveMessage", MINISTACK, True),  # no event source: the handler would call it
+    (PROCESSOR, "sqs:ReceiveMessage", MINISTACK, False),  # the mapping polls in-process
+    (PROCESSOR, "sqs:ChangeMessageVisibility", MINISTACK, True),  # the handler's own call
+    (PROCESSOR, "logs:PutLogEvents", MINISTACK, False),
+    (MACHINE, "dynamodb:UpdateItem", MINISTACK, False),
+    (MACHINE, "states:DescribeExecution", AWS, False),
+    (TASK_API, "dynamodb:Scan", LOCALSTACK, False),
 ])
-def test_unobservable_reason(role, action, backend, resources, observable):
-    assert (ir.unobservable_reason(role, action, backend, resources) is None) is observable
+def test_unobservable_reason(role, action, backend, observable):
+    assert (ir.unobservable_reason(role, action, backend) is None) is observable
 
 
 # ------------------------------------------------------------------ the window

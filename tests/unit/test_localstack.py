@@ -118,7 +118,21 @@ def test_the_compose_service_becomes_the_run_arguments_on_the_targets_port():
     assert spec.ports == [("127.0.0.1", 4600, 4566)], "loopback only, on the endpoint's port"
     assert spec.volumes["/var/run/docker.sock"]["bind"] == "/var/run/docker.sock"
     assert spec.labels == {localstack.LABEL_ENGINE: "localstack", localstack.LABEL_PORT: "4600"}
-    assert spec.redacted_environment()[localstack.TOKEN_ENV] == "***"
+
+
+@pytest.mark.parametrize("environment", [
+    "    environment:\n      - LOCALSTACK_AUTH_TOKEN\n      - WRITTEN=${OTHER}$$x\n",  # list form, no "="
+    "    environment:\n      LOCALSTACK_AUTH_TOKEN:\n      WRITTEN: ${OTHER}$$x\n",  # map form, null value
+])
+def test_a_value_taken_from_the_environment_is_not_interpolated_again(tmp_path, environment):
+    # GIVEN a token with `$` in it, which compose passes through as it is
+    token = "ls-a$b${c}$$d"  # noqa: S105 - a fake
+    compose = tmp_path / "docker-compose.yml"
+    compose.write_text("services:\n  localstack:\n    image: localstack/localstack-pro:latest\n" + environment)
+    # WHEN the service is loaded
+    spec = localstack.load_service(compose, port=4566, env={localstack.TOKEN_ENV: token, "OTHER": "o"})
+    # THEN the token is byte for byte the environment's, while what the file wrote is still interpolated
+    assert spec.environment == {localstack.TOKEN_ENV: token, "WRITTEN": "o$x"}
 
 
 def test_a_missing_token_is_named_with_its_fix_and_never_reaches_docker():

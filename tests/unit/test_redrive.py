@@ -23,6 +23,7 @@ from tmctl.core.redrive import (
     MoveTasksUnsupported,
     RateLimiter,
     RedriveOptions,
+    RedriveReport,
     redrive_client_side,
     redrive_server_side,
     with_lineage,
@@ -114,6 +115,69 @@ def test_server_side_follows_the_task_a_killed_run_left_running_instead_of_start
                        "400 moved so far, to orders"]
     assert (report.followed, report.task_handle, report.moved, report.ok, report.destination) == (
         True, "h-old", 1000, True, MAIN.url)
+    # the 400 moved before this run looked are in the task's total, not in this run's rate
+    report.seconds = 10.0
+    assert (report.moved_before, report.rate, report.to_dict()["rate"]) == (400, 60.0, 60.0)
+
+
+OTHER_ARN = "arn:aws:sqs:us-east-1:123456789012:elsewhere"
+
+
+@pytest.mark.parametrize("goes_to", [{"DestinationArn": OTHER_ARN}, {}])  # another queue; back to the sources
+def test_server_side_refuses_to_follow_a_running_task_that_goes_elsewhere_than_the_destination_given(goes_to):
+    # GIVEN a task of this DLQ already running, to somewhere other than the queue the user named
+    running = {"TaskHandle": "h-old", "Status": "RUNNING", "SourceArn": DLQ_ARN, "StartedTimestamp": T0,
+               "ApproximateNumberOfMessagesMoved": 40, **goes_to}
+    with stubbed("sqs") as (client, stub):
+        listed(stub, running)  # nothing else queued: neither a start nor a poll of the other task
+        # WHEN the user asks for --to orders
+        with pytest.raises(UsageError) as caught:
+            follow(client, destination_given=True)
+
+    # THEN it names the task in the way (source, destination, start) and how to clear it
+    where = "to elsewhere" if goes_to else "back to the queues the messages came from"
+    assert caught.value.message == (f"a move task from orders-dlq {where}, running since 2025-11-26T09:40:00Z, "
+                                    "5 min ago, is in the way of moving to orders (SQS runs one per DLQ at a time)")
+    assert caught.value.fix == "wait for it, or cancel it: aws sqs cancel-message-move-task --task-handle h-old"
+
+
+def test_server_side_a_start_lost_to_a_task_going_elsewhere_than_the_destination_given_is_refused():
+    with stubbed("sqs") as (client, stub):
+        listed(stub)
+        stub.add_client_error("start_message_move_task", "InvalidParameterValue", "There is already a task running")
+        listed(stub, {"TaskHandle": "h-other", "Status": "RUNNING", "DestinationArn": OTHER_ARN,
+                      "StartedTimestamp": T0})
+        with pytest.raises(UsageError, match="to elsewhere") as caught:
+            follow(client, destination_given=True)
+
+    assert caught.value.fix.endswith("--task-handle h-other")
+
+
+def test_server_side_follows_a_running_task_to_the_destination_given():
+    running = {"TaskHandle": "h-old", "Status": "RUNNING", "DestinationArn": MAIN_ARN, "StartedTimestamp": T0}
+    with stubbed("sqs") as (client, stub):
+        listed(stub, running)
+        listed(stub, {**running, "Status": "COMPLETED", "ApproximateNumberOfMessagesMoved": 3})
+        report, _ = follow(client, destination_given=True)
+
+    assert (report.followed, report.moved, report.ok) == (True, 3, True)
+
+
+def test_server_side_ctrl_c_stops_following_a_task_it_did_not_start_and_leaves_it_running():
+    running = {"TaskHandle": "h-old", "Status": "RUNNING", "DestinationArn": MAIN_ARN, "StartedTimestamp": T0,
+               "ApproximateNumberOfMessagesMoved": 400}
+    with stubbed("sqs") as (client, stub):
+        listed(stub, running)
+        listed(stub, {**running, "ApproximateNumberOfMessagesMoved": 450})
+        # no cancel_message_move_task queued: the Stubber fails the test if it is called
+
+        def interrupted(_seconds):
+            raise KeyboardInterrupt
+
+        report = redrive_server_side(client, DLQ, MAIN, sleep=interrupted)
+
+    assert (report.detached, report.cancelled, report.followed, report.moved, report.moved_before) == (
+        True, False, True, 450, 400)
 
 
 def test_server_side_says_where_a_followed_task_goes_when_it_is_not_where_asked():
@@ -201,6 +265,7 @@ def test_server_side_ctrl_c_cancels_the_task_and_reports_what_moved():
         report = redrive_server_side(client, DLQ, None, sleep=interrupted)
 
     assert (report.cancelled, report.moved, report.destination) == (True, 12, "original source queues")
+    assert not report.detached and report.moved_before == 0
 
 
 def test_server_side_reports_a_failed_task():
@@ -458,3 +523,41 @@ def test_cli_redrive_exits_1_when_messages_failed(sqs, monkeypatch):
     assert json.loads(result.stdout)["failed"] == 1  # the accounting still goes to stdout
     assert result.stderr.startswith("tmctl: error: redrive finished with 1 failed")
     assert depth(sqs, dlq) == 1 and depth(sqs, main) == 0
+
+
+def _fake_server_side(calls: list, **report_fields):
+    def fake(sqs, source, destination, **kwargs):
+        calls.append((destination.name if destination else None, kwargs["destination_given"]))
+        return RedriveReport("server-side", source.url, destination.url if destination else None, **report_fields)
+    return fake
+
+
+@pytest.mark.parametrize(("args", "expected"), [([], ("orders", False)), (["--to", "other"], ("other", True))])
+def test_cli_tells_the_core_whether_the_destination_was_given(sqs, monkeypatch, args, expected):
+    make_pair(sqs, "orders")
+    sqs.create_queue(QueueName="other")
+    import tmctl.core.redrive as redrive_mod
+
+    calls: list = []
+    monkeypatch.setattr(redrive_mod, "redrive_server_side", _fake_server_side(calls))
+
+    # CLI_ENV targets AWS, which has move tasks
+    result = CliRunner().invoke(app, ["dlq", "redrive", "--queue", "orders-dlq", "--yes", *args], env=CLI_ENV)
+
+    assert result.exit_code == 0, result.stderr
+    assert calls == [expected]
+
+
+def test_cli_ctrl_c_on_a_followed_task_exits_130_and_says_it_still_runs(sqs, monkeypatch):
+    make_pair(sqs, "orders")
+    import tmctl.core.redrive as redrive_mod
+
+    monkeypatch.setattr(redrive_mod, "redrive_server_side", _fake_server_side(
+        [], followed=True, detached=True, moved=450, moved_before=400, task_handle="h-old"))
+
+    result = CliRunner().invoke(app, ["dlq", "redrive", "--queue", "orders-dlq", "--yes", "-o", "json"],
+                                env=CLI_ENV)
+
+    assert result.exit_code == ExitCode.INTERRUPTED
+    assert json.loads(result.stdout)["detached"] is True
+    assert "it still runs" in result.stderr and "cancel-message-move-task --task-handle h-old" in result.stderr

@@ -228,7 +228,7 @@ def _render_report(r: RedriveReport):
         rows.append(("  of which sent, not deleted (duplicates)", r.not_deleted))
     rows += [("seconds", f"{r.seconds:.2f}"), ("rate", f"{r.rate:.0f} msg/s")]
     title = f"{r.mode} redrive {r.source.rsplit('/', 1)[-1]} → {(r.destination or '').rsplit('/', 1)[-1]}" + (
-        " (cancelled)" if r.cancelled else "") + (
+        " (cancelled)" if r.cancelled else "") + (" (stopped following; the task still runs)" if r.detached else "") + (
         f" (followed the move task running since {r.task_started or '?'})" if r.followed else "")
     parts = [out.table(title, ["", "messages"], rows)]
     if r.sample:
@@ -276,7 +276,8 @@ def redrive(
     where the backend has it, unless messages are selected (--filter, --task-id,
     --max, --export) or --client-side; else client-side send-then-delete, which keeps
     bodies and attributes byte-exact. A crash may duplicate a message, never lose
-    one. Exit code 1 if any message failed, 130 if interrupted (Ctrl-C cancels).
+    one. Exit code 1 if any message failed, 130 if interrupted (Ctrl-C cancels a
+    move task this run started; one already running is only no longer followed).
 
     Example: tmctl --local dlq redrive --filter "body.priority == 'HIGH'" --max 100 --yes
     """
@@ -316,8 +317,8 @@ def redrive(
             report = None
             if server:
                 try:
-                    report = redrive_server_side(sqs, source, destination, rate=rate, on_progress=bar,
-                                                 on_notice=out.progress)
+                    report = redrive_server_side(sqs, source, destination, rate=rate, destination_given=bool(to),
+                                                 on_progress=bar, on_notice=out.progress)
                 except MoveTasksUnsupported:
                     out.progress(f"{backend.describe()} has no StartMessageMoveTask: moving client-side")
             if report is None and dry_run and backend.peek_url is not None:
@@ -332,6 +333,12 @@ def redrive(
     out.emit(st, report.to_dict(), lambda: _render_report(report))
     if report.cancelled:
         raise _interrupted(f"redrive interrupted after moving {report.moved} message(s)", ExitCode.INTERRUPTED)
+    if report.detached:
+        import shlex
+
+        raise _interrupted(f"stopped following the move task ({report.moved} message(s) moved so far); it still runs",
+                           ExitCode.INTERRUPTED, f"run it again to follow it, or cancel it: aws sqs "
+                           f"cancel-message-move-task --task-handle {shlex.quote(str(report.task_handle))}")
     if not report.ok:
         raise TmctlError(f"redrive finished with {report.failed} failed message(s)"
                          + (f": {report.errors[0]}" if report.errors else ""),
@@ -339,10 +346,10 @@ def redrive(
                          "see the accounting above and run it again")
 
 
-def _interrupted(message: str, code: int):
+def _interrupted(message: str, code: int, fix: str = "run it again to move the rest"):
     from tmctl.core.errors import TmctlError
 
-    err = TmctlError(message, "run it again to move the rest")
+    err = TmctlError(message, fix)
     err.exit_code = code
     return err
 

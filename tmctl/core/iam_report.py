@@ -225,9 +225,10 @@ def attribute_events(events: Iterable[dict], principals: dict[str, str],
     seen: set[str] = set()
     for event in events:
         event_id = event.get("EventId")
-        if event_id in seen:
-            continue
-        seen.add(event_id)
+        if event_id:  # the same event twice (overlapping lookup windows); one without an id is counted as is
+            if event_id in seen:
+                continue
+            seen.add(event_id)
         role = principals.get(str(event.get("Username", "")))
         issuer = _session_issuer(event) if role and role_arns else None
         if role and issuer and role_arns and role_arns.get(role) and issuer != role_arns[role]:
@@ -261,14 +262,10 @@ def role_principals(role: StackRole, backend: str) -> list[str]:
     return []
 
 
-def unobservable_reason(role: StackRole, action: str, backend: str, resources: Iterable[str] = ()) -> str | None:
+def unobservable_reason(role: StackRole, action: str, backend: str) -> str | None:
     """Why this backend's CloudTrail event history cannot show this role using
     this action — so a zero is "not seen", not "unused". None if it could."""
     a = action.lower()
-    if backend == MINISTACK and a == "ssm:getparameters" and any(r != "*" for r in resources):
-        # Its IAM check names no resource for GetParameters (it does for GetParameter's Name), so a grant
-        # scoped to parameter ARNs never matches: every call is denied, and denied calls are not recorded.
-        return "MiniStack denies GetParameters under ARN-scoped grants (checks it on resource *)"
     if role.kind == "states":
         if backend == MINISTACK:
             return "the emulator runs state machine tasks in-process, under no role"
@@ -305,7 +302,7 @@ def diff_role(role: StackRole, grants: list[Grant], used: Counter, backend: str,
         if count:
             rows.append(ActionRow(action, True, count, USED, resources=resources))
             continue
-        reason = unobservable_reason(role, action, backend, resources)
+        reason = unobservable_reason(role, action, backend)
         if reason:
             rows.append(ActionRow(action, True, 0, UNOBSERVABLE, reason, resources))
         else:

@@ -51,10 +51,6 @@ class ServiceSpec:
     volumes: dict[str, dict[str, str]] = field(default_factory=dict)  # docker SDK form
     labels: dict[str, str] = field(default_factory=dict)
 
-    def redacted_environment(self) -> dict[str, str]:
-        return {k: ("***" if k == TOKEN_ENV or "TOKEN" in k or "SECRET" in k else v)
-                for k, v in self.environment.items()}
-
 
 @dataclass(frozen=True)
 class Container:
@@ -127,6 +123,16 @@ def _parse_port(entry: Any, host_port: int) -> tuple[str, int, int]:
     return host_ip, host_port, int(parts[-1])
 
 
+def _environment(raw: dict | list, env: dict[str, str] | os._Environ) -> dict[str, str]:
+    """A service's `environment` (map or ["KEY=value", …] list). A value written in
+    the file is interpolated; a key given without one (`KEY` in the list, `KEY:`
+    in the map) takes the variable from `env` as it is — never interpolated
+    again, so a token containing `$` reaches the container unchanged."""
+    items = (item.split("=", 1) if "=" in item else (item, None) for item in map(str, raw)) \
+        if isinstance(raw, list) else raw.items()
+    return {str(k): env.get(str(k), "") if v is None else interpolate(str(v), env) for k, v in items}
+
+
 def load_service(path: Path, *, port: int, env: dict[str, str] | os._Environ | None = None,
                  service: str = SERVICE) -> ServiceSpec:
     """The compose service as run arguments, interpolated from `env`."""
@@ -143,10 +149,7 @@ def load_service(path: Path, *, port: int, env: dict[str, str] | os._Environ | N
     spec = (doc or {}).get("services", {}).get(service)
     if not isinstance(spec, dict) or not spec.get("image"):
         raise UsageError(f"{path} has no service {service!r} with an image", "restore docker-compose.yml from git")
-    raw_env = spec.get("environment") or {}
-    if isinstance(raw_env, list):  # the ["KEY=value", …] form
-        raw_env = dict(item.split("=", 1) if "=" in item else (item, env.get(item, "")) for item in raw_env)
-    environment = {str(k): interpolate(str(v if v is not None else env.get(k, "")), env) for k, v in raw_env.items()}
+    environment = _environment(spec.get("environment") or {}, env)
     ports = [_parse_port(p, port) for p in spec.get("ports") or []]
     if not any(container == CONTAINER_PORT for _, _, container in ports):
         ports.append(("127.0.0.1", port, CONTAINER_PORT))

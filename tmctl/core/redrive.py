@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -61,7 +62,7 @@ class RedriveReport:
     destination: str | None
     scanned: int = 0  # distinct messages looked at
     matched: int = 0  # of those, selected by --filter/--task-id
-    moved: int = 0  # sent to the destination
+    moved: int = 0  # sent to the destination; server-side, the task's total (a followed one's: with `moved_before`)
     skipped: int = 0  # left in the DLQ on purpose (no match, over --max, dry run)
     failed: int = 0  # could not be sent (left in the DLQ), or sent but not deleted (a duplicate will follow)
     not_deleted: int = 0  # part of `failed`: sent, but the delete failed
@@ -73,10 +74,14 @@ class RedriveReport:
     to_move: int | None = None  # server-side: the task's estimate
     task_started: str | None = None  # server-side: when the move task started (ISO 8601, UTC)
     followed: bool = False  # server-side: the task was already running (a killed run's) and was followed, not started
+    moved_before: int = 0  # server-side, followed: what the task had moved when this run began following it
+    detached: bool = False  # server-side, followed: Ctrl-C stopped following; the task was not ours and still runs
 
     @property
     def rate(self) -> float:
-        return self.moved / self.seconds if self.seconds > 0 else 0.0
+        """Messages per second while this run was watching: a followed task's
+        earlier moves (`moved_before`) happened outside `seconds`."""
+        return max(0, self.moved - self.moved_before) / self.seconds if self.seconds > 0 else 0.0
 
     @property
     def ok(self) -> bool:
@@ -527,7 +532,7 @@ def _active(tasks: list[dict], status: str) -> dict | None:
 
 
 def redrive_server_side(sqs, source: QueueRef, destination: QueueRef | None, *, rate: float | None = None,
-                        on_progress: Callable[[RedriveReport], None] | None = None,
+                        destination_given: bool = False, on_progress: Callable[[RedriveReport], None] | None = None,
                         on_notice: Callable[[str], None] | None = None, timeout: float = 24 * 3600,
                         sleep: Callable[[float], None] = time.sleep, interval: float = 0.5,
                         max_interval: float = 5.0, now: Callable[[], float] = time.time) -> RedriveReport:
@@ -538,8 +543,11 @@ def redrive_server_side(sqs, source: QueueRef, destination: QueueRef | None, *, 
     SQS runs one move task per source at a time, and a task outlives the client
     that started it (a killed `tmctl dlq redrive`): a task already RUNNING for
     this DLQ is followed to its end instead of starting another (which SQS
-    refuses); one still CANCELLING is waited out first; a FAILED or finished one
-    blocks nothing (its failure reason is passed to `on_notice`)."""
+    refuses) — Ctrl-C then only stops following it, since this run did not
+    start it; one still CANCELLING is waited out first; a FAILED or finished one
+    blocks nothing (its failure reason is passed to `on_notice`).
+    `destination_given`: the user named `destination` (--to), so a running task
+    that moves elsewhere is a UsageError, not followed."""
     if destination is not None:
         check_destination(source, destination)
     notice = on_notice or (lambda _message: None)
@@ -563,6 +571,11 @@ def redrive_server_side(sqs, source: QueueRef, destination: QueueRef | None, *, 
     if followed:
         goes_to = task.get("DestinationArn")
         where = (f"to {goes_to.rsplit(':', 1)[-1]}" if goes_to else "back to the queues the messages came from")
+        if destination_given and destination is not None and goes_to != destination.arn:
+            raise UsageError(f"a move task from {source.name} {where}, running since {_since(task, now)}, "
+                             f"is in the way of moving to {destination.name} (SQS runs one per DLQ at a time)",
+                             "wait for it, or cancel it: aws sqs cancel-message-move-task --task-handle "
+                             + shlex.quote(str(task.get("TaskHandle"))))
         if destination is not None and goes_to != destination.arn:
             where += f", not to {destination.name} (one move task per DLQ at a time)"
         notice(f"following the move task already running since {_since(task, now)}: "
@@ -599,14 +612,17 @@ def _start(sqs, source: QueueRef, destination: QueueRef | None, rate: float | No
 def _follow(sqs, source: QueueRef, destination: QueueRef | None, task: dict, followed: bool,
             on_progress: Callable[[RedriveReport], None] | None, *, timeout: float, sleep: Callable[[float], None],
             interval: float, max_interval: float, started: float, older: set) -> RedriveReport:
-    """Poll ListMessageMoveTasks until `task` ends; Ctrl-C cancels it. `older`:
-    the start times of the tasks listed before ours started."""
+    """Poll ListMessageMoveTasks until `task` ends. Ctrl-C cancels a task this
+    run started; a `followed` one (not ours) is left running. `older`: the start
+    times of the tasks listed before ours started."""
     handle = task["TaskHandle"]
     goes_to = task.get("DestinationArn")
     where = (destination.url if destination is not None and goes_to == destination.arn
              else goes_to or "original source queues")
     report = RedriveReport("server-side", source.url, where, task_handle=handle,
                            task_started=_millis_to_iso(task.get("StartedTimestamp")), followed=followed)
+    if followed:
+        report.moved = report.moved_before = int(task.get("ApproximateNumberOfMessagesMoved", 0) or 0)
     ours = {"started": task.get("StartedTimestamp")}
 
     def fetch() -> dict:
@@ -634,6 +650,10 @@ def _follow(sqs, source: QueueRef, destination: QueueRef | None, task: dict, fol
         current = poll(fetch, lambda t: t.get("Status") in MOVE_TASK_DONE, timeout=timeout, interval=interval,
                        max_interval=max_interval, sleep=sleep)
     except KeyboardInterrupt:
+        if followed:  # someone else's task: stop watching it, nothing more
+            report.detached = True
+            report.seconds = time.monotonic() - started
+            return report
         resp = sqs.cancel_message_move_task(TaskHandle=handle)
         report.moved = int(resp.get("ApproximateNumberOfMessagesMoved", report.moved) or 0)
         report.cancelled = True
