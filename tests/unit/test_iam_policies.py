@@ -56,7 +56,8 @@ ALLOWLIST: dict[tuple[str, str, str], str] = {
     ("pipeline.yaml", "BuildRole", "logs:DescribeResourcePolicies"):
         "Resource policies of CloudWatch Logs are account-level (the access-log delivery checks them).",
     **{("pipeline.yaml", "BuildRole", f"apigateway:{verb}"):
-       "HTTP API ids are generated: no name to put in an ARN; limited to /apis and /tags of this region."
+       "HTTP API ids are generated: no name to put in an ARN; the aws:ResourceTag/app and /stage conditions "
+       "limit it to the stage's own HTTP API (tests/unit/test_pipeline.py checks them)."
        for verb in ("GET", "POST", "PUT", "PATCH", "DELETE")},
 }
 

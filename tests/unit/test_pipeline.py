@@ -102,7 +102,7 @@ def test_every_build_resource_is_the_apps_own(pipeline):
     # Each ARN names the app (and stage), the pipeline's own resources, or is allowlisted.
     own = ("${AppName}-${Stage}", "/${AppName}/${Stage}/", "${ArtifactBucket", "${BuildLogGroup",
            "tmctl-artifacts-${AWS::AccountId}-${AWS::Region}", "${AWS::AccountId}:event-source-mapping:",
-           "${AppName}-build-", "::/apis", "::/tags/",
+           "${AppName}-build-", "::/apis",  # HTTP APIs: held to the stage's by tag conditions (tests below)
            "changeSet/tmctl-")  # tmctl's change sets; CloudFormation also checks the stack they belong to
     for s in allows(pipeline, "BuildRole"):
         for resource in as_list(s["Resource"]):
@@ -139,7 +139,8 @@ NOT_NEEDED = {
     "logs:PutIndexPolicy", "logs:DeleteIndexPolicy", "logs:PutResourcePolicy", "logs:DeleteResourcePolicy",
     "logs:CreateLogDelivery", "logs:PutBearerTokenAuthentication", "logs:PutLogGroupDeletionProtection",
     "firehose:", "s3:REST.PUT.OBJECT",  # log group features not used
-    # Not IAM actions (cfn-lint W3037): API Gateway tags with PUT/DELETE on /tags/…, granted.
+    # Not IAM actions (cfn-lint W3037): API Gateway tags with POST/PUT/DELETE on /tags/…, not granted: the
+    # tags go in with the create request; changing them later would need /tags, which no tag condition holds.
     "apigateway:TagResource", "apigateway:UntagResource",
     "s3:getObject",  # ApiGatewayV2::Api's, for an OpenAPI body in S3 (BodyS3Location): not used
 }
@@ -174,6 +175,24 @@ def test_the_build_role_grants_what_tmctl_up_calls_itself(pipeline):
             "cloudformation:DeleteStack", "s3:CreateBucket", "s3:ListBucket", "s3:PutBucketPublicAccessBlock",
             "s3:PutEncryptionConfiguration", "s3:PutBucketPolicy", "s3:PutLifecycleConfiguration",
             "s3:GetObject", "s3:PutObject", "lambda:InvokeFunction"} <= granted
+
+
+def test_the_build_may_delete_only_tmctls_artifact_bucket(pipeline):
+    # ensure_bucket deletes a bucket its set-up left half done; without the grant the delete fails
+    # silently in CI and the next run trusts the half-configured bucket.
+    deleting = [s for s in allows(pipeline, "BuildRole") if "s3:DeleteBucket" in as_list(s["Action"])]
+
+    assert [[sub_text(r) for r in as_list(s["Resource"])] for s in deleting] == [
+        ["arn:${AWS::Partition}:s3:::tmctl-artifacts-${AWS::AccountId}-${AWS::Region}"]]
+    # the ARN is the bucket tmctl really uses
+    from tmctl.core.deploy import artifact_bucket
+
+    with stubbed("sts") as (sts, stub):
+        stub.add_response("get_caller_identity", {"Account": NAMES["AWS::AccountId"]})
+        bucket, _ = artifact_bucket(sts, target())
+    assert resolve(as_list(deleting[0]["Resource"])[0]) == f"arn:aws:s3:::{bucket}"
+    # and it cannot empty a bucket first: only an empty (just created) bucket can go
+    assert not [a for a in granted_actions(pipeline) if a.startswith("s3:Delete") and a != "s3:DeleteBucket"]
 
 
 # ------------------------------------------------------------------ the roles' permissions boundary
@@ -373,6 +392,138 @@ def test_the_boundary_keeps_a_grant_outside_the_stage_out(pipeline):
     assert not inside("s3:GetObject", "*")
 
 
+# ------------------------------------------------------------------ the stage's HTTP API
+#
+# HTTP API ids are generated, so no ARN can name the stage's API: its tags do. An
+# apigateway grant on /apis/* without them would let a commit delete any HTTP API in
+# the region (prod's, another team's).
+
+TAGGED = {"app": {"Ref": "AppName"}, "stage": {"Ref": "Stage"}}
+APIGATEWAY_VERBS = ("apigateway:GET", "apigateway:POST", "apigateway:PUT", "apigateway:PATCH",
+                    "apigateway:DELETE")
+APIGATEWAY_WRITES = APIGATEWAY_VERBS[1:]
+# What each kind of HTTP API resource needs from an Allow that reaches it, on sample ARNs.
+API_ID = "a1b2c3d4e5"
+API_RESOURCES = {
+    f"arn:aws:apigateway:eu-west-1::/apis/{API_ID}": "ResourceTag",
+    f"arn:aws:apigateway:eu-west-1::/apis/{API_ID}/routes/r1": "ResourceTag",
+    f"arn:aws:apigateway:eu-west-1::/apis/{API_ID}/stages/dev": "ResourceTag",
+    "arn:aws:apigateway:eu-west-1::/apis": "RequestTag",
+    # TagResource/UntagResource: no aws:ResourceTag key, so no condition can keep them on our API
+    f"arn:aws:apigateway:eu-west-1::/tags/arn%3Aaws%3Aapigateway%3Aeu-west-1%3A%3A%2Fapis%2F{API_ID}": None,
+}
+
+
+def resolve(resource) -> str | None:
+    """A resource ARN with NAMES filled in; None when it names one of this stack's resources."""
+    text = sub_text(resource)
+    for name, value in NAMES.items():
+        text = text.replace("${" + name + "}", value)
+    return None if "${" in text or text.startswith("{") else text
+
+
+def has_tag_condition(statement: dict, kind: str) -> bool:
+    equals = (statement.get("Condition") or {}).get("StringEquals", {})
+    return all(equals.get(f"aws:{kind}/{key}") == value for key, value in TAGGED.items())
+
+
+def unscoped_http_api_grants(stmts: list[dict]) -> list[str]:
+    """The Allow statements through which an HTTP API that is not the stage's could be
+    read or written: no tag condition, or a tag write at all."""
+    problems = []
+    for s in stmts:
+        if s["Effect"] != "Allow":
+            continue
+        if "NotAction" in s or "NotResource" in s:
+            problems.append(f"{s.get('Sid')}: NotAction/NotResource in an Allow")
+            continue
+        verbs = [v for v in APIGATEWAY_VERBS for a in as_list(s["Action"]) if iam_pattern(a).fullmatch(v)]
+        for resource in as_list(s["Resource"]):
+            arn = resolve(resource)
+            if not verbs or arn is None:
+                continue
+            for sample, kind in API_RESOURCES.items():
+                if not iam_pattern(arn).fullmatch(sample):
+                    continue
+                if kind is None and set(verbs) & set(APIGATEWAY_WRITES):
+                    problems.append(f"{s.get('Sid')}: tag writes on {sample}")
+                elif kind is not None and not has_tag_condition(s, kind):
+                    problems.append(f"{s.get('Sid')}: {', '.join(verbs)} on {sample} without aws:{kind} app/stage")
+    return problems
+
+
+def test_the_build_reaches_only_the_stages_own_http_api(pipeline):
+    build = statements(pipeline, "BuildRole")
+
+    assert unscoped_http_api_grants(build) == []
+    # not vacuous: what CloudFormation needs to create, change and delete the API and its children
+    by_sid = {s["Sid"]: s for s in build}
+    assert set(as_list(by_sid["StageHttpApi"]["Action"])) == set(APIGATEWAY_VERBS)
+    assert has_tag_condition(by_sid["StageHttpApi"], "ResourceTag")
+    assert as_list(by_sid["CreateStageHttpApi"]["Action"]) == ["apigateway:POST"]
+    assert has_tag_condition(by_sid["CreateStageHttpApi"], "RequestTag")
+
+
+@pytest.mark.parametrize("breach", ["condition dropped", "one tag dropped", "another stage's tag",
+                                    "create without request tags", "tag writes", "wildcard resource",
+                                    "wildcard action"])
+def test_an_http_api_grant_beyond_the_stage_is_caught(pipeline, breach):
+    # GIVEN the build role's statements, widened one way
+    build = copy.deepcopy(statements(pipeline, "BuildRole"))
+    by_sid = {s["Sid"]: s for s in build}
+    api = by_sid["StageHttpApi"]
+    region = "arn:${AWS::Partition}:apigateway:${AWS::Region}::"
+    if breach == "condition dropped":
+        del api["Condition"]
+    elif breach == "one tag dropped":
+        del api["Condition"]["StringEquals"]["aws:ResourceTag/stage"]
+    elif breach == "another stage's tag":
+        api["Condition"]["StringEquals"]["aws:ResourceTag/stage"] = "prod"
+    elif breach == "create without request tags":
+        del by_sid["CreateStageHttpApi"]["Condition"]
+    elif breach == "tag writes":
+        build.append({"Sid": "Tags", "Effect": "Allow", "Action": ["apigateway:PUT", "apigateway:DELETE"],
+                      "Resource": {"Fn::Sub": region + "/tags/*"}})
+    elif breach == "wildcard resource":
+        build.append({"Sid": "Wide", "Effect": "Allow", "Action": "apigateway:DELETE",
+                      "Resource": {"Fn::Sub": region + "/*"}})
+    else:
+        build.append({"Sid": "Wide", "Effect": "Allow", "Action": "apigateway:*", "Resource": "*"})
+
+    # THEN the check names it
+    assert unscoped_http_api_grants(build)
+
+
+def test_the_stages_http_api_carries_the_tags_the_conditions_ask_for():
+    # The conditions hold because tmctl tags the stack app=<app> stage=<stage> (the build runs
+    # `TMCTL_APP=$DEPLOY_APP tmctl --stage $DEPLOY_STAGE up`, DEPLOY_* being AppName and Stage) and
+    # CloudFormation copies stack tags into the create request of every type taggable on create.
+    from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+
+    from tmctl.core.deploy import create_change_set
+
+    class Tagged:
+        """Matches a Tags list holding app and stage (other tags may come and go)."""
+
+        def __eq__(self, tags):
+            return {"app": "taskmanager", "stage": "dev"}.items() <= {t["Key"]: t["Value"] for t in tags}.items()
+
+        def __ne__(self, tags):
+            return not self == tags
+
+    with stubbed("cloudformation") as (cfn, stub):
+        stub.add_client_error("describe_stacks", "ValidationError", "does not exist")
+        stub.add_response("create_change_set", {"Id": "cs-1", "StackId": "s"}, {
+            "StackName": "taskmanager-dev", "ChangeSetName": ANY, "ChangeSetType": "CREATE", "TemplateBody": ANY,
+            "Capabilities": ANY, "Parameters": ANY, "Tags": Tagged()})
+        stub.add_response("describe_change_set", {"ChangeSetId": "cs-1", "StackName": "taskmanager-dev",
+                                                  "Status": "CREATE_COMPLETE", "ExecutionStatus": "AVAILABLE"})
+        create_change_set(cfn, target(), "{}", {})
+    for rtype in ("AWS::ApiGatewayV2::Api", "AWS::ApiGatewayV2::Stage"):
+        tagging = PROVIDER_SCHEMA_MANAGER.get_resource_schema("us-east-1", rtype).schema["tagging"]
+        assert tagging["taggable"] and tagging["tagOnCreate"], rtype
+
+
 # ------------------------------------------------------------------ deploy inputs
 
 
@@ -469,8 +620,9 @@ def test_connection_status_and_service_by_arn():
                           {"ConnectionArn": CONNECTION})
         assert core.connection_status(client, CONNECTION) == "PENDING"
         stub.add_client_error("get_connection", "ResourceNotFoundException", "no such connection")
-        with pytest.raises(NotFound):
-            core.connection_status(client, CONNECTION)
+        assert core.connection_status(client, CONNECTION) == core.CONNECTION_NOT_FOUND
+        stub.add_client_error("get_connection", "AccessDeniedException", "not allowed")
+        assert core.connection_status(client, CONNECTION) is None
 
 
 # ------------------------------------------------------------------ status
@@ -529,6 +681,17 @@ def test_status_lists_runs_newest_first_with_trigger_commit_and_duration():
                                       "message": "plain text", "started": T0.isoformat(), "seconds": 425.0}
 
 
+@pytest.mark.parametrize(("summary", "message"), [
+    (json.dumps({"ProviderType": "GitHub", "CommitMessage": None}), ""),  # a commit with no message
+    (json.dumps({"ProviderType": "GitHub"}), ""),
+    (json.dumps({"ProviderType": "GitHub", "CommitMessage": "  first line\nsecond"}), "first line"),
+    (None, ""),
+    ("42", "42"),  # valid JSON, not a connection's summary: the text itself
+])
+def test_a_commit_message_is_read_whatever_the_summary_holds(summary, message):
+    assert core._commit_message(summary) == message
+
+
 def test_status_of_a_pipeline_never_deployed_is_not_found():
     with stubbed("codepipeline") as (cp, stub):
         stub.add_client_error("list_pipeline_executions", "PipelineNotFoundException", "not found")
@@ -585,6 +748,41 @@ def test_up_on_aws_without_a_terminal_or_yes_refuses_before_any_call(monkeypatch
 
     assert result.exit_code == 2
     assert "--yes" in result.stderr and result.stdout == ""
+
+
+def test_up_after_a_deploy_warns_of_a_missing_connection_and_still_prints_the_outputs(monkeypatch):
+    # GIVEN a deploy that succeeds, and a connection ARN that names no connection
+    from tmctl.core.deploy import ChangeSet, DeployResult
+    from tmctl.core.target import Clients
+
+    monkeypatch.setattr(core, "plan", lambda *a, **kw: ChangeSet("taskmanager-pipeline", "NONE"))
+    monkeypatch.setattr(core, "apply", lambda *a, **kw: DeployResult("taskmanager-pipeline", False, "UPDATE_COMPLETE"))
+    monkeypatch.setattr(core, "outputs", lambda *a, **kw: {"PipelineName": "taskmanager-pipeline"})
+    with stubbed("codeconnections") as (connections, stub):
+        stub.add_client_error("get_connection", "ResourceNotFoundException", "no such connection",
+                              expected_params={"ConnectionArn": CONNECTION})
+        monkeypatch.setattr(Clients, "client", lambda self, service: {"codeconnections": connections}.get(service))
+
+        # WHEN it is deployed
+        result = run_cli("pipeline", "up", "--connection-arn", CONNECTION, "--repo", "acme/tm", "--branch", "main",
+                         "--yes", "--output", "json")
+
+    # THEN the deploy is reported with its outputs, and the missing connection is a warning with its fix
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["connectionStatus"] == core.CONNECTION_NOT_FOUND
+    assert data["outputs"] == {"PipelineName": "taskmanager-pipeline"}
+    assert "does not exist" in result.stderr and "Developer Tools > Settings > Connections" in result.stderr
+
+
+def test_pipeline_up_shares_the_stack_commands_options():
+    # one parser for --param and one --yes, not copies that drift apart
+    from tmctl.cli import pipeline as pipeline_cli
+    from tmctl.cli import stack as stack_cli
+
+    assert pipeline_cli._overrides is stack_cli._overrides
+    result = run_cli("pipeline", "up", "--connection-arn", CONNECTION, "--repo", "acme/tm", "--yes", "-p", "novalue")
+    assert result.exit_code == 2 and "KEY=VALUE" in result.stderr
 
 
 def test_the_template_file_is_where_the_core_reads_it():

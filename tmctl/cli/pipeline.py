@@ -1,12 +1,12 @@
 """`tmctl pipeline up|status`: the CI/CD pipeline (cloudformation/pipeline.yaml)."""
 
-import sys
 from typing import Annotated
 
 import typer
 
 from tmctl.cli import output as out
 from tmctl.cli.context import state
+from tmctl.cli.stack import YesOption, _overrides, _require_answerable
 
 app = typer.Typer(help="The CI/CD pipeline: CodePipeline + CodeBuild deploying a stage on every push.\n\n"
                        "Example: tmctl pipeline status --output json",
@@ -25,7 +25,7 @@ def up(
         "--branch", help="A push to this branch runs the pipeline (default main, or the last deploy's).")] = None,
     param: Annotated[list[str] | None, typer.Option(
         "--param", "-p", help="pipeline.yaml parameter override KEY=VALUE (repeatable).")] = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (AWS): for CI and scripts.")] = False,
+    yes: YesOption = False,
 ) -> None:
     """Deploy the pipeline as stack <app>-pipeline: a push to --branch of --repo runs
     buildspec.yml (lint, secret scan, tests on the embedded emulator) and deploys --stage.
@@ -36,18 +36,17 @@ def up(
     """
     from tmctl.cli.stack import change_table
     from tmctl.core import pipeline as core
-    from tmctl.core.errors import ConfirmationRequired
     from tmctl.core.resources import project_dir
 
     st = state(ctx)
     overrides = _overrides(param)
     target = st.target()
-    if not target.local and not yes and not sys.stdin.isatty():
-        raise ConfirmationRequired(f"deploying {core.pipeline_target(target).stack_name} to AWS")
     if target.local:
         from tmctl.core import emulator
 
         emulator.require_engine(target)
+    else:  # refuse before any call when nobody could answer the change set's question below
+        _require_answerable(f"deploying {core.pipeline_target(target).stack_name} to AWS", yes)
     clients = st.clients()
     cfn = clients.cloudformation
     source = core.resolve_source(cfn, target, connection_arn, repo, branch)
@@ -69,9 +68,13 @@ def up(
     out.progress(f"{stack_name}: {result.status} in {result.seconds:.1f}s" if result.changed
                  else f"no changes: {stack_name} is up to date")
     status = _connection_status(clients, source.connection_arn)
-    if status not in (None, "AVAILABLE"):
-        out.progress(f"connection is {status}: the Source stage fails until it is AVAILABLE (fix: finish the "
-                     "GitHub handshake in the console, Developer Tools > Settings > Connections)")
+    if status == core.CONNECTION_NOT_FOUND:
+        out.progress(f"warning: connection {source.connection_arn} does not exist: the Source stage fails until "
+                     "it does (fix: create one in the console, Developer Tools > Settings > Connections, then "
+                     "`tmctl pipeline up --connection-arn ARN`)")
+    elif status not in (None, "AVAILABLE"):
+        out.progress(f"warning: connection is {status}: the Source stage fails until it is AVAILABLE (fix: finish "
+                     "the GitHub handshake in the console, Developer Tools > Settings > Connections)")
     outputs = core.outputs(cfn, target)
     data = {"stack": stack_name, "status": result.status, "changed": result.changed, "repository": source.repository,
             "branch": source.branch, "deploys": target.stack_name, "connectionStatus": status, "outputs": outputs}
@@ -79,18 +82,9 @@ def up(
                                          sorted(outputs.items())))
 
 
-def _overrides(param: list[str] | None) -> dict[str, str]:
-    from tmctl.core.errors import UsageError
-
-    pairs = [item.partition("=") for item in param or []]
-    bad = [key + sep + value for key, sep, value in pairs if not key or not sep]
-    if bad:
-        raise UsageError(f"--param {bad[0]!r} is not KEY=VALUE", "e.g. --param BuildTimeoutMinutes=90")
-    return {key: value for key, _, value in pairs}
-
-
 def _connection_status(clients, arn: str) -> str | None:
-    """Best effort: an emulator without the service, or no permission, says nothing."""
+    """Best effort, after a deploy that succeeded: NOT_FOUND for a connection that does not
+    exist; an emulator without the service, or no permission, says nothing (None)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     from tmctl.core import pipeline as core

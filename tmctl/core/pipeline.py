@@ -118,16 +118,19 @@ def connection_service(connection_arn: str) -> str:
     return "codeconnections" if ":codeconnections:" in connection_arn else "codestar-connections"
 
 
+CONNECTION_NOT_FOUND = "NOT_FOUND"  # connection_status() of an ARN that names no connection
+
+
 def connection_status(connections, connection_arn: str) -> str | None:
     """AVAILABLE, PENDING (the GitHub handshake is not finished: the Source
-    stage will fail until it is), ERROR; None when it cannot be read."""
+    stage will fail until it is), ERROR; NOT_FOUND when no such connection
+    exists (deleted, or another account's or region's); None when it cannot be
+    read. Best effort: a status, never an error (the deploy it follows is done)."""
     try:
         return connections.get_connection(ConnectionArn=connection_arn)["Connection"].get("ConnectionStatus")
     except ClientError as err:
         if err.response["Error"]["Code"] == "ResourceNotFoundException":
-            raise NotFound(f"connection {connection_arn} does not exist",
-                           "create it in the console (Developer Tools > Settings > Connections) and pass its ARN"
-                           ) from err
+            return CONNECTION_NOT_FOUND
         return None
 
 
@@ -199,7 +202,10 @@ def _commit_message(summary: str | None) -> str:
         parsed = json.loads(summary)
     except ValueError:
         parsed = None
-    text = parsed.get("CommitMessage", "") if isinstance(parsed, dict) else summary
+    # "CommitMessage": null (or missing, or not text) is no message, not a crash.
+    text = parsed.get("CommitMessage") if isinstance(parsed, dict) else summary
+    if not isinstance(text, str):
+        return ""
     return (text.strip().splitlines() or [""])[0]
 
 
