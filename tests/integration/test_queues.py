@@ -172,6 +172,20 @@ def test_dry_run_filter_and_max_move_exactly_what_they_say(engine_env, pair):
     assert len(snapshot(engine_env, dlq)) == 51
 
 
+def kill_part_way(cmd: list[str], env: dict[str, str], far_enough) -> None:
+    """Run `cmd` and SIGKILL it once `far_enough()` (within 30 s), as a crash would."""
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not far_enough() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        assert proc.poll() is None, "the first run ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
 def test_a_redrive_killed_mid_run_and_run_again_loses_nothing(engine_env, pair, tmp_path):
     name, main, dlq = pair
     sqs = engine_env.clients.sqs
@@ -181,16 +195,7 @@ def test_a_redrive_killed_mid_run_and_run_again_loses_nothing(engine_env, pair, 
            "--visibility-timeout", "2", "--rate", "600", "--export", str(tmp_path / "moved.jsonl")]
     proc_env = {**os.environ, **engine_env.cli_env}
 
-    proc = subprocess.Popen(cmd, env=proc_env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 30
-        while len(snapshot(engine_env, main)) < n // 5 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.1)
-        assert proc.poll() is None, "the first run ended before it could be killed"
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.communicate()
+    kill_part_way(cmd, proc_env, lambda: len(snapshot(engine_env, main)) >= n // 5)
     first = len(snapshot(engine_env, main))
     assert 0 < first < n
 
@@ -219,16 +224,7 @@ def test_a_server_side_redrive_killed_mid_run_is_followed_when_run_again(engine_
            "--rate", "100"]  # ~6 s: time to kill it part-way
     proc_env = {**os.environ, **engine_env.cli_env}
 
-    proc = subprocess.Popen(cmd, env=proc_env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 30
-        while len(snapshot(engine_env, main)) < n // 5 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.1)
-        assert proc.poll() is None, "the first run ended before it could be killed"
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.communicate()
+    kill_part_way(cmd, proc_env, lambda: len(snapshot(engine_env, main)) >= n // 5)
     assert 0 < len(snapshot(engine_env, main)) < n, "the move task should still be running"
 
     again = subprocess.run(cmd, env=proc_env, cwd=ROOT, capture_output=True, text=True, timeout=120)

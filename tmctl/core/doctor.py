@@ -12,16 +12,13 @@ read from the workflow executions recent tasks already started.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import re
 import statistics
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tmctl.core.backend import unsupported
+from tmctl.core.executions import created_at_of_name
 
 OK, INFO, WARN, ERROR = "ok", "info", "warn", "error"
 LEVELS = (OK, INFO, WARN, ERROR)
@@ -30,8 +27,6 @@ TOKEN_ENV = "LOCALSTACK_AUTH_TOKEN"
 PROBE_ACCESS_KEY = "AKIATMCTLDOCTORPROBE"
 LATENCY_SAMPLE = 20  # newest executions read for the event latency
 SLOW_EVENT_SECONDS = 5.0  # p50 above this: something is holding events back
-_STAMP = re.compile(r"-([0-9a-z]{6,10})$")  # executions are named <taskID>-<createdAt ms, base 36>
-_RETRY = re.compile(r"-(?:retry|r)\d+$")
 
 
 @dataclass(frozen=True)
@@ -64,16 +59,11 @@ class Report:
 
 
 def health_info(endpoint: str, timeout: float = 1.0) -> tuple[str, dict] | None:
-    """(engine name, health body) of whatever answers, MiniStack's path first
-    (it answers LocalStack's too), or None."""
-    for name, path in (("ministack", "/_ministack/health"), ("localstack", "/_localstack/health")):
-        try:
-            with urllib.request.urlopen(endpoint + path, timeout=timeout) as resp:  # noqa: S310 - the endpoint
-                if resp.status == 200:
-                    return name, json.loads(resp.read() or b"{}")
-        except (urllib.error.URLError, OSError, ValueError):
-            continue
-    return None
+    """(engine name, health body) of whatever answers (tmctl.core.emulator.probe), or None."""
+    from tmctl.core.emulator import probe
+
+    engine = probe(endpoint, timeout)
+    return (engine.name, engine.health) if engine else None
 
 
 # ------------------------------------------------------------------ checks
@@ -176,25 +166,12 @@ def check_event_source_mapping(lambda_, function_name: str) -> Finding:
                    f"{mappings[0].get('State')}", data=data)
 
 
-def created_at_of(name: str) -> dt.datetime | None:
-    """A first execution's task creation time, from its name (`<taskID>-<base36 ms>`); None for retries."""
-    if _RETRY.search(name):
-        return None
-    match = _STAMP.search(name)
-    if not match:
-        return None
-    try:
-        return dt.datetime.fromtimestamp(int(match.group(1), 36) / 1000, tz=dt.UTC)
-    except (ValueError, OverflowError, OSError):
-        return None
-
-
 def event_latencies(executions: Iterable[dict]) -> list[float]:
     """Seconds from a task's creation to the start of its workflow (API write + publish,
     the queue, the mapping's poll, the processor), for each recent first execution."""
     out = []
     for ex in executions:
-        created, started = created_at_of(ex.get("name", "")), ex.get("startDate")
+        created, started = created_at_of_name(ex.get("name", "")), ex.get("startDate")
         if created is None or not isinstance(started, dt.datetime):
             continue
         seconds = (started.astimezone(dt.UTC) - created).total_seconds()

@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tmctl.core.errors import BackendUnreachable, TmctlError, UsageError
@@ -32,6 +32,7 @@ class Engine:
     name: str  # ministack | localstack
     version: str
     endpoint: str
+    health: dict = field(default_factory=dict, compare=False, repr=False)  # its health body, as it answered
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def probe(endpoint: str, timeout: float = 0.5) -> Engine | None:
     for name, path in HEALTH_PATHS:
         body = _get_json(endpoint + path, timeout)
         if body is not None:
-            return Engine(name, str(body.get("version", "?")), endpoint)
+            return Engine(name, str(body.get("version", "?")), endpoint, body)
     return None
 
 

@@ -33,7 +33,7 @@ STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "PENDING_R
 TERMINAL_FAIL_STATE = "TaskFailed"
 NAME_LIMIT = 80  # Step Functions execution names: 1-80 of [A-Za-z0-9_-]
 _RETRY_SUFFIX = re.compile(r"-(?:retry|r)(\d+)$")
-_STAMP_SUFFIX = re.compile(r"-[0-9a-z]+$")
+_STAMP_SUFFIX = re.compile(r"-([0-9a-z]+)$")  # <createdAt ms, base 36>
 _NOT_THERE = frozenset({"ExecutionDoesNotExist", "InvalidArn", "InvalidName", "ResourceNotFound"})
 
 
@@ -114,6 +114,19 @@ def task_id_of_name(name: str) -> str | None:
     base = _RETRY_SUFFIX.sub("", name)
     stripped = _STAMP_SUFFIX.sub("", base)
     return stripped if stripped != base else None
+
+
+def created_at_of_name(name: str) -> dt.datetime | None:
+    """A first execution's task creation time, from its name (`<taskID>-<base36 ms>`); None for retries."""
+    if _RETRY_SUFFIX.search(name):
+        return None
+    match = _STAMP_SUFFIX.search(name)
+    if not match or not 6 <= len(match.group(1)) <= 10:  # ms since 1970 in base 36: 8-9 digits these decades
+        return None
+    try:
+        return dt.datetime.fromtimestamp(int(match.group(1), 36) / 1000, tz=dt.UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def _names_of_task(task_id: str) -> re.Pattern:
