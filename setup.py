@@ -1,7 +1,7 @@
 """The one build step pyproject.toml cannot declare. The repository keeps
 cloudformation/ and lambdas/ at its top level; an installed tmctl needs them
 to deploy, so the wheel carries a copy of them (and of docker-compose.yml) as
-tmctl/_bundle/, read through tmctl.core.resources. Editable installs skip the
+tmctl/_bundle/, read through tmctl.core.bundle. Editable installs skip the
 copy: they read the checkout itself."""
 
 import shutil

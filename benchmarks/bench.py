@@ -32,7 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
-from tmctl.core import emulator
+from tmctl.core.local import emulator
 from tmctl.core.stack import load_stack
 from tmctl.core.target import Clients, resolve_target
 

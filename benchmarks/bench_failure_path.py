@@ -30,8 +30,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from tmctl.core import emulator
 from tmctl.core.api import TaskApi
+from tmctl.core.local import emulator
 from tmctl.core.stack import load_stack
 from tmctl.core.target import Clients, resolve_target
 

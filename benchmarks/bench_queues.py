@@ -27,8 +27,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tmctl.core import emulator
+from tmctl.core import settings
 from tmctl.core.backend import detect
+from tmctl.core.local import emulator
 from tmctl.core.queues import inspect_messages, load_queue
 from tmctl.core.redrive import RedriveOptions, redrive_client_side
 from tmctl.core.target import Clients, resolve_target
@@ -93,7 +94,7 @@ def drain(sqs, url: str, workers: int) -> tuple[float, int]:
 
 
 def awscli(tmp: Path) -> str:
-    given = os.environ.get("TMCTL_BENCH_AWSCLI")
+    given = settings.BENCH_AWSCLI.get()
     if given:
         return given
     venv = tmp / "awscli-venv"

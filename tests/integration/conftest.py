@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import socket
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from tmctl.core import emulator
+from tmctl.core import settings
 from tmctl.core.api import TaskApi
+from tmctl.core.local import emulator
 from tmctl.core.stack import StackInfo
 from tmctl.core.target import Clients, Target, resolve_target
 from tmctl.core.up import bring_up
@@ -40,7 +40,7 @@ FAILURE_RULES = [
 STACK_PARAMS = {"LogRetentionDays": "1"}
 # What the deployed stack needs of an engine (`env` is skipped without one of them).
 STACK_NEEDS = ("cloudformation", "apigatewayv2", "lambda", "dynamodb", "sqs", "stepfunctions", "ssm", "iam", "logs")
-ENV_LACKS = "TMCTL_TEST_ENGINE_LACKS"
+ENV_LACKS = settings.TEST_ENGINE_LACKS.name
 
 
 def pytest_configure(config):
@@ -76,7 +76,7 @@ def probe_capabilities(target: Target) -> Capabilities:
     except Exception as err:  # noqa: BLE001 - only "unsupported" is a lack; anything else shows in the tests
         if unsupported(err):
             lacks["apigatewayv2"] = "GetApis answers 501: not in this engine or its tier"
-    for feature in filter(None, (f.strip() for f in os.environ.get(ENV_LACKS, "").split(","))):
+    for feature in filter(None, (f.strip() for f in (settings.TEST_ENGINE_LACKS.get() or "").split(","))):
         lacks.setdefault(feature, f"declared in {ENV_LACKS}")
     return Capabilities(name, str(body.get("version", "?")), target.endpoint_url, lacks)
 
@@ -114,7 +114,7 @@ class Env:
 @pytest.fixture(scope="session")
 def engine_target(tmp_path_factory) -> Iterator[tuple[Target, emulator.EmulatorProcess | None]]:
     state_dir = tmp_path_factory.mktemp("tmctl-state")
-    external = os.environ.get("TMCTL_ENDPOINT_URL")
+    external = settings.ENDPOINT_URL.get()
     endpoint = external or f"http://127.0.0.1:{free_port()}"
     target = dataclasses.replace(resolve_target(endpoint_url=endpoint, stage=STAGE, env={}), state_dir=state_dir)
     proc = None

@@ -23,7 +23,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tmctl.core import emulator
+from tmctl.core.local import emulator
 from tmctl.core.target import resolve_target
 
 from .conftest import free_port

@@ -17,7 +17,7 @@ import pytest
 from tests.integration.conftest import STACK_PARAMS, wait_for
 from tmctl.core.api import TaskApi
 from tmctl.core.deploy import delete_stack
-from tmctl.core.limits import Machine, local_limits
+from tmctl.core.local.limits import Machine, local_limits
 from tmctl.core.target import Clients
 from tmctl.core.up import bring_up
 

@@ -17,7 +17,6 @@ shared stack for the rest of the suite."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +26,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tmctl.core.emulator import probe
+from tmctl.core import settings
+from tmctl.core.local.emulator import probe
 
 pytestmark = pytest.mark.integration
 
@@ -156,7 +156,7 @@ PROBES = [
 @pytest.fixture(scope="module")
 def enforcing_engine(env):
     """Only MiniStack enforces IAM for free; on another engine say so and skip."""
-    if os.environ.get("TMCTL_ENDPOINT_URL"):
+    if settings.ENDPOINT_URL.get():
         engine = probe(env.target.endpoint_url)
         if engine is None or engine.name != "ministack":
             pytest.skip(f"IAM enforcement needs MiniStack with AUTH=true; {engine.name if engine else '?'} "

@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 
 from tmctl.cli.app import app
 from tmctl.core.api import new_task_id, ok, wait_final
-from tmctl.core.emulator import probe
 from tmctl.core.iam_report import enable_ministack_recording
+from tmctl.core.local.emulator import probe
 
 pytestmark = pytest.mark.integration
 

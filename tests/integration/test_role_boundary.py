@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import uuid
 
@@ -28,9 +27,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.conftest import PROJECT
+from tmctl.core import settings
 from tmctl.core.api import TaskApi
 from tmctl.core.deploy import delete_stack, load_template
-from tmctl.core.emulator import probe
+from tmctl.core.local.emulator import probe
 from tmctl.core.target import Clients
 from tmctl.core.up import bring_up
 
@@ -77,7 +77,7 @@ class Bounded:
 
 @pytest.fixture(scope="module")
 def bounded(env):
-    if os.environ.get("TMCTL_ENDPOINT_URL"):
+    if settings.ENDPOINT_URL.get():
         engine = probe(env.target.endpoint_url)
         if engine is None or engine.name != "ministack":
             pytest.skip("permissions boundaries are evaluated only under IAM enforcement (MiniStack with AUTH=true)")

@@ -25,7 +25,7 @@ import pytest
 
 from tests.conftest import PROJECT
 from tests.integration.conftest import free_port
-from tmctl.core import emulator
+from tmctl.core.local import emulator
 from tmctl.core.target import resolve_target
 
 pytestmark = pytest.mark.integration
@@ -86,7 +86,7 @@ def test_the_wheel_carries_the_project_without_build_litter(wheel):
 
 def test_the_installed_package_is_the_wheels_and_finds_its_bundle(installed, elsewhere):
     cwd, env = elsewhere
-    probe = ("import json, tmctl; from tmctl.core.resources import project_dir; "
+    probe = ("import json, tmctl; from tmctl.core.bundle import project_dir; "
              "print(json.dumps([tmctl.__file__, str(project_dir())]))")
     module, project = json.loads(run(installed / "bin" / "python", "-c", probe, cwd=cwd, env=env).stdout)
     assert Path(module).is_relative_to(installed), f"tmctl imported from {module}, not the wheel"

@@ -14,7 +14,7 @@ from tmctl.cli.app import app
 from tmctl.core import doctor
 from tmctl.core.doctor import ERROR, INFO, OK, WARN, Finding, Probes, Report
 from tmctl.core.errors import ExitCode, NotFound
-from tmctl.core.localstack import DockerStatus
+from tmctl.core.local.localstack import DockerStatus
 
 pytestmark = pytest.mark.unit
 ENDPOINT = "http://127.0.0.1:4566"

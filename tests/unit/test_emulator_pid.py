@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tmctl.core import emulator
+from tmctl.core.local import emulator
 from tmctl.core.target import resolve_target
 
 pytestmark = pytest.mark.unit

@@ -81,3 +81,16 @@ def test_api_error_bodies_become_domain_errors(status, exit_code):
 
 def test_api_ok_returns_the_body_of_a_2xx():
     assert api.ok(api.Response(202, {"taskID": "t1"}, attempts=2)) == {"taskID": "t1"}
+
+
+def test_error_code_reads_a_client_errors_code_and_nothing_else():
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    from tmctl.core.errors import error_code, http_status
+
+    err = ClientError({"Error": {"Code": "QueueDoesNotExist", "Message": "x"},
+                       "ResponseMetadata": {"HTTPStatusCode": 400}}, "GetQueueUrl")
+    assert error_code(err) == "QueueDoesNotExist" and http_status(err) == 400
+    assert error_code(EndpointConnectionError(endpoint_url="http://x")) == ""
+    assert error_code(ValueError("Code")) == "" and http_status(ValueError()) is None
+    assert error_code(ClientError({}, "X")) == ""  # botocore fills in no code: still a string

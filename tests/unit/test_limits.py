@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from botocore.stub import Stubber
 
-from tmctl.core import limits
 from tmctl.core.deploy import apply_declared_concurrency, declared_concurrency, local_parameters
-from tmctl.core.emulator import emulator_env
-from tmctl.core.limits import Machine, local_limits
+from tmctl.core.local import limits
+from tmctl.core.local.emulator import emulator_env
+from tmctl.core.local.limits import Machine, local_limits
 from tmctl.core.target import resolve_target
 
 pytestmark = pytest.mark.unit
@@ -95,7 +95,7 @@ def test_an_unreserved_limit_removes_a_reservation_the_function_still_has(templa
 
 
 def test_the_embedded_engine_records_calls_for_the_iam_report_unless_turned_off(monkeypatch):
-    from tmctl.core.limits import local_engine_env
+    from tmctl.core.local.limits import local_engine_env
 
     monkeypatch.delenv("TMCTL_RECORD_CALLS", raising=False)
     assert local_engine_env()["CLOUDTRAIL_RECORDING"] == "1"

@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from tmctl.cli.app import app
-from tmctl.core import localstack
-from tmctl.core.emulator import Engine
 from tmctl.core.errors import BackendUnreachable, ExitCode, TmctlError, UsageError
+from tmctl.core.local import localstack
+from tmctl.core.local.emulator import Engine
 from tmctl.core.target import resolve_target
 
 pytestmark = pytest.mark.unit
@@ -224,7 +224,7 @@ def test_starting_again_replaces_the_old_container():
 
 def test_without_docker_the_cli_says_so_in_one_line(monkeypatch, tmp_path):
     monkeypatch.setenv(localstack.TOKEN_ENV, TOKEN)
-    monkeypatch.setattr("tmctl.core.emulator.probe", lambda *a, **k: None)
+    monkeypatch.setattr("tmctl.core.local.emulator.probe", lambda *a, **k: None)
     monkeypatch.setattr(localstack, "connect", _no_docker)
     result = CliRunner().invoke(app, ["local", "start", "--engine", "localstack"],
                                 env={**CLI_ENV, "TMCTL_STATE_DIR": str(tmp_path)})
@@ -249,7 +249,7 @@ def test_without_the_sdk_the_cli_says_how_to_install_it(monkeypatch, tmp_path):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setenv(localstack.TOKEN_ENV, TOKEN)
-    monkeypatch.setattr("tmctl.core.emulator.probe", lambda *a, **k: None)
+    monkeypatch.setattr("tmctl.core.local.emulator.probe", lambda *a, **k: None)
     monkeypatch.setattr(builtins, "__import__", no_docker_package)
     result = CliRunner().invoke(app, ["local", "start", "--engine", "localstack"],
                                 env={**CLI_ENV, "TMCTL_STATE_DIR": str(tmp_path)})
@@ -259,7 +259,7 @@ def test_without_the_sdk_the_cli_says_how_to_install_it(monkeypatch, tmp_path):
 
 def test_without_a_token_the_cli_says_so_before_asking_docker(monkeypatch, tmp_path):
     monkeypatch.delenv(localstack.TOKEN_ENV, raising=False)
-    monkeypatch.setattr("tmctl.core.emulator.probe", lambda *a, **k: None)
+    monkeypatch.setattr("tmctl.core.local.emulator.probe", lambda *a, **k: None)
     monkeypatch.setattr(localstack, "connect", lambda **k: pytest.fail("Docker asked before the token check"))
     result = CliRunner().invoke(app, ["local", "start", "--engine", "localstack"],
                                 env={**CLI_ENV, "TMCTL_STATE_DIR": str(tmp_path)})
@@ -271,7 +271,7 @@ def test_the_cli_starts_and_stops_the_container(monkeypatch, tmp_path):
     docker = FakeDocker()
     health = Health(after=2)
     monkeypatch.setenv(localstack.TOKEN_ENV, TOKEN)
-    monkeypatch.setattr("tmctl.core.emulator.probe", health)
+    monkeypatch.setattr("tmctl.core.local.emulator.probe", health)
     monkeypatch.setattr("tmctl.core.wait.time.sleep", lambda _s: None)
     monkeypatch.setattr(localstack, "connect", lambda **k: docker)
     env = {**CLI_ENV, "TMCTL_STATE_DIR": str(tmp_path)}
@@ -287,7 +287,8 @@ def test_the_cli_starts_and_stops_the_container(monkeypatch, tmp_path):
 
 def test_the_default_engine_is_still_the_embedded_one(monkeypatch, tmp_path):
     seen = []
-    monkeypatch.setattr("tmctl.core.emulator.start", lambda t: seen.append(t) or (Engine("ministack", "1", ""), None))
+    monkeypatch.setattr("tmctl.core.local.emulator.start",
+                        lambda t: seen.append(t) or (Engine("ministack", "1", ""), None))
     monkeypatch.setattr(localstack, "start", lambda *a, **k: pytest.fail("LocalStack started by default"))
     result = CliRunner().invoke(app, ["local", "start", "-o", "json"],
                                 env={**CLI_ENV, "TMCTL_STATE_DIR": str(tmp_path)})

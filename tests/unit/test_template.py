@@ -335,7 +335,7 @@ ROUTES = ("CreateTaskRoute", "ListTasksRoute", "GetTaskRoute", "DefaultRoute")
 
 def test_aws_stages_default_to_iam_and_local_up_opens_the_front_door(template):
     from tmctl.core.deploy import local_parameters
-    from tmctl.core.limits import Machine
+    from tmctl.core.local.limits import Machine
 
     assert template["Parameters"]["ApiAuth"]["Default"] == "AWS_IAM"
     assert set(template["Parameters"]["ApiAuth"]["AllowedValues"]) == {"NONE", "AWS_IAM", "JWT"}

@@ -1,7 +1,6 @@
 """The root command: global options, the sub-apps, and the one place that turns
 errors into an stderr line and an exit code."""
 
-import os
 import sys
 from typing import Annotated
 
@@ -83,7 +82,9 @@ CREDENTIAL_ERRORS = frozenset({"NoCredentialsError", "PartialCredentialsError", 
 
 
 def _debug(ctx) -> bool:
-    return os.environ.get("TMCTL_DEBUG") == "1" or bool(getattr(ctx.obj, "debug", False))
+    from tmctl.core import settings
+
+    return settings.DEBUG.get() == "1" or bool(getattr(ctx.obj, "debug", False))
 
 
 app = typer.Typer(

@@ -29,8 +29,8 @@ def doctor(
     Exit code 5 when a finding is an error. Example: tmctl doctor --local -o json
     """
     from tmctl.core import doctor as core
-    from tmctl.core import localstack
     from tmctl.core.errors import CheckFailed
+    from tmctl.core.local import localstack
 
     st = state(ctx)
     target = st.target(local=True)

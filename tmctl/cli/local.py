@@ -36,7 +36,7 @@ def start(
     if engine_choice is EngineChoice.localstack:
         _start_localstack(ctx, target, compose_file)
         return
-    from tmctl.core import emulator
+    from tmctl.core.local import emulator
 
     engine, proc = emulator.start(target)
     data = {"engine": engine.name, "version": engine.version, "endpoint": target.endpoint_url,
@@ -45,8 +45,8 @@ def start(
 
 
 def _start_localstack(ctx: typer.Context, target, compose_file: Path | None) -> None:
-    from tmctl.core import localstack
-    from tmctl.core.resources import project_dir
+    from tmctl.core.bundle import project_dir
+    from tmctl.core.local import localstack
 
     path = compose_file or project_dir() / localstack.COMPOSE_FILE
     started = localstack.start(target, path, progress=out.progress)
@@ -65,7 +65,7 @@ def stop(ctx: typer.Context) -> None:
 
     Example: tmctl local stop
     """
-    from tmctl.core import emulator, localstack
+    from tmctl.core.local import emulator, localstack
 
     target = state(ctx).target(local=True)
     pid = emulator.stop(target)
@@ -84,8 +84,8 @@ def status(ctx: typer.Context) -> None:
 
     Exit code 4 when nothing answers. Example: tmctl local status
     """
-    from tmctl.core import emulator, localstack
     from tmctl.core.errors import BackendUnreachable
+    from tmctl.core.local import emulator, localstack
 
     target = state(ctx).target(local=True)
     engine = emulator.probe(target.endpoint_url)
@@ -114,8 +114,8 @@ def logs(
 
     Example: tmctl local logs -n 100
     """
-    from tmctl.core import emulator
     from tmctl.core.errors import NotFound
+    from tmctl.core.local import emulator
 
     log = emulator.workdir(state(ctx).target(local=True)) / "ministack.log"
     if not log.exists():

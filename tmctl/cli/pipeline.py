@@ -36,13 +36,13 @@ def up(
     """
     from tmctl.cli.stack import change_table
     from tmctl.core import pipeline as core
-    from tmctl.core.resources import project_dir
+    from tmctl.core.bundle import project_dir
 
     st = state(ctx)
     overrides = _overrides(param)
     target = st.target()
     if target.local:
-        from tmctl.core import emulator
+        from tmctl.core.local import emulator
 
         emulator.require_engine(target)
     else:  # refuse before any call when nobody could answer the change set's question below

@@ -70,7 +70,7 @@ def up(
 
     Example: tmctl up --local    (AWS: tmctl up --stage prod --profile work --yes)
     """
-    from tmctl.core import emulator
+    from tmctl.core.local import emulator
     from tmctl.core.up import apply, discard, prepare, report_changes
 
     st = state(ctx)
@@ -152,7 +152,7 @@ def diff(
 
     Example: tmctl diff --stage prod -p LogRetentionDays=30 --output json
     """
-    from tmctl.core import emulator
+    from tmctl.core.local import emulator
     from tmctl.core.up import discard, prepare
 
     st = state(ctx)
@@ -179,8 +179,8 @@ def down(
 
     Example: tmctl down --local --stop-emulator
     """
-    from tmctl.core import emulator
     from tmctl.core.deploy import delete_stack
+    from tmctl.core.local import emulator
     from tmctl.core.stack import describe_stack
 
     st = state(ctx)
@@ -223,13 +223,13 @@ def status(
     With --watch the view refreshes (a JSON line per refresh when piped) until Ctrl-C.
     Example: tmctl status --watch --local
     """
-    from tmctl.core.inspect import stack_status
+    from tmctl.core.status import stack_status
 
     st = state(ctx)
     target = st.target()
     backend = st.backend()  # one health probe
     if target.local and backend.name == "unknown":
-        from tmctl.core import emulator
+        from tmctl.core.local import emulator
 
         emulator.require_engine(target)  # nothing answers: its one clear error
     engine = backend.describe() if backend.is_emulator else f"AWS {target.region}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tmctl.core.errors import error_code, http_status
 from tmctl.core.target import Target
 
 AWS, MINISTACK, LOCALSTACK, UNKNOWN = "aws", "ministack", "localstack", "unknown"
@@ -65,7 +66,7 @@ def detect(target: Target) -> Backend:
     """AWS for a non-local target; else whichever engine answers its health endpoint."""
     if not target.local:
         return Backend(AWS)
-    from tmctl.core.emulator import probe
+    from tmctl.core.local.emulator import probe
 
     engine = probe(target.endpoint_url)
     if engine is None:
@@ -75,7 +76,4 @@ def detect(target: Target) -> Backend:
 
 def unsupported(err: Exception) -> bool:
     """True when a botocore error says the backend lacks the operation."""
-    response = getattr(err, "response", None) or {}
-    code = str(response.get("Error", {}).get("Code", ""))
-    status = str(response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-    return code in UNSUPPORTED_CODES or status == "501"
+    return error_code(err) in UNSUPPORTED_CODES or http_status(err) == 501

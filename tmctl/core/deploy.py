@@ -12,8 +12,8 @@ from typing import Protocol
 
 from botocore.exceptions import ClientError
 
-from tmctl.core.errors import AUTH_CODES, DeployFailed, from_client_error
-from tmctl.core.limits import Machine, local_limits
+from tmctl.core.errors import AUTH_CODES, DeployFailed, error_code, from_client_error
+from tmctl.core.local.limits import Machine, local_limits
 from tmctl.core.package import Artifact
 from tmctl.core.stack import describe_stack
 from tmctl.core.target import Target
@@ -118,7 +118,7 @@ def ensure_bucket(s3, bucket: str, region: str, owner: str) -> bool:
         s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=owner)
         return False
     except ClientError as err:
-        if err.response["Error"]["Code"] not in {"404", "NoSuchBucket", "NotFound"}:
+        if error_code(err) not in {"404", "NoSuchBucket", "NotFound"}:
             raise from_client_error(err, f"artifact bucket {bucket}") from err
     kwargs = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
     s3.create_bucket(Bucket=bucket, ObjectOwnership="BucketOwnerEnforced", **kwargs)
@@ -148,7 +148,7 @@ def upload_artifacts(s3, bucket: str, owner: str, artifacts: list[Artifact]) -> 
             s3.head_object(Bucket=bucket, Key=art.key, ExpectedBucketOwner=owner)
             continue
         except ClientError as err:
-            if err.response["Error"]["Code"] not in {"404", "NoSuchKey", "NotFound"}:
+            if error_code(err) not in {"404", "NoSuchKey", "NotFound"}:
                 raise from_client_error(err, f"artifact {art.key}") from err
         s3.put_object(Bucket=bucket, Key=art.key, Body=art.path.read_bytes(), ChecksumAlgorithm="SHA256",
                       ExpectedBucketOwner=owner)
@@ -159,7 +159,7 @@ def upload_artifacts(s3, bucket: str, owner: str, artifacts: list[Artifact]) -> 
 # The same template everywhere; on an emulator some knobs take local values.
 # RetryBaseSeconds 1: a poison event is in the DLQ ~3 s after its POST (1 + 2 s
 # of back-off, none after the last receive) instead of ~6 s with AWS's 2 + 4 s.
-# The concurrency limits come from the machine (tmctl/core/limits.py).
+# The concurrency limits come from the machine (tmctl/core/local/limits.py).
 # ApiAuth NONE: a local stage keeps the seed's open POST /tasks (AWS stages default to AWS_IAM).
 LOCAL_PARAMETERS = {"RetryBaseSeconds": "1", "ApiAuth": "NONE", "ConfigCacheSeconds": "5"}
 
@@ -240,7 +240,7 @@ def create_change_set(cfn, target: Target, template_body: str, params: dict[str,
                   {"Key": "managed-by", "Value": "tmctl"}],
         )
     except ClientError as err:
-        if err.response["Error"].get("Code") in AUTH_CODES:
+        if error_code(err) in AUTH_CODES:
             raise from_client_error(err, f"creating a change set for {target.stack_name}") from err
         raise DeployFailed(f"CloudFormation refused the change set: {err.response['Error'].get('Message', err)}",
                            "fix the template or its parameters (cfn-lint on the template helps)") from err
@@ -382,7 +382,7 @@ def delete_stack(cfn, target: Target, *, progress: Progress = no_progress, timeo
         # Followed by its id: AWS still describes a deleted stack by id (DELETE_COMPLETE), not by name.
         status, events = follow_stack(cfn, stack.get("StackId", target.stack_name), since, progress, timeout)
     except ClientError as err:
-        if err.response["Error"]["Code"] == "ValidationError":  # gone: CloudFormation's "does not exist"
+        if error_code(err) == "ValidationError":  # gone: CloudFormation's "does not exist"
             return True
         raise
     if status == "DELETE_FAILED":

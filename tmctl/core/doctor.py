@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tmctl.core.backend import unsupported
+from tmctl.core.errors import error_code
 from tmctl.core.executions import created_at_of_name
 
 OK, INFO, WARN, ERROR = "ok", "info", "warn", "error"
@@ -59,8 +60,8 @@ class Report:
 
 
 def health_info(endpoint: str, timeout: float = 1.0) -> tuple[str, dict] | None:
-    """(engine name, health body) of whatever answers (tmctl.core.emulator.probe), or None."""
-    from tmctl.core.emulator import probe
+    """(engine name, health body) of whatever answers (tmctl.core.local.emulator.probe), or None."""
+    from tmctl.core.local.emulator import probe
 
     engine = probe(endpoint, timeout)
     return (engine.name, engine.health) if engine else None
@@ -299,8 +300,7 @@ def _guard(check: str, run: Callable[[], Finding]) -> Finding:
 
 
 def _code(err: Exception) -> str:
-    code = (getattr(err, "response", None) or {}).get("Error", {}).get("Code")
-    return code or type(err).__name__
+    return error_code(err) or type(err).__name__
 
 
 def _describe(err: Exception) -> str:

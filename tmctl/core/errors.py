@@ -84,9 +84,23 @@ AUTH_CODES = frozenset({
 })
 
 
+def error_code(err: BaseException) -> str:
+    """An AWS error's code (a botocore ClientError's `Error.Code`; "" for anything
+    else): the one way tmctl reads one. Errors are told apart by it, never by text."""
+    response = getattr(err, "response", None) or {}
+    return str((response.get("Error") or {}).get("Code") or "")
+
+
+def http_status(err: BaseException) -> int | None:
+    """The HTTP status an AWS error came with, if any."""
+    response = getattr(err, "response", None) or {}
+    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+    return int(status) if status is not None else None
+
+
 def from_client_error(err: Exception, what: str) -> TmctlError:
     """Map a botocore error to a domain error by its code, never its text."""
-    code = getattr(err, "response", {}).get("Error", {}).get("Code", "")
+    code = error_code(err)
     if code in NOT_FOUND_CODES:
         return NotFound(f"{what}: not found ({code})", "run `tmctl up` for this stage first")
     if code in AUTH_CODES:

@@ -22,7 +22,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from tmctl.core.dynamo import get_task_item
-from tmctl.core.errors import NotFound, TmctlError, UsageError, from_client_error
+from tmctl.core.errors import NotFound, TmctlError, UsageError, error_code, from_client_error
 from tmctl.core.stack import StackInfo
 from tmctl.core.verify import execution_arn
 from tmctl.core.wait import poll
@@ -159,7 +159,7 @@ def describe_execution(sfn, arn: str) -> Execution:
     try:
         return execution_from(sfn.describe_execution(executionArn=arn))
     except ClientError as err:
-        if err.response["Error"]["Code"] in _NOT_THERE:
+        if error_code(err) in _NOT_THERE:
             raise NotFound(f"no execution {arn}", "see `tmctl executions list`") from None
         raise from_client_error(err, f"describe execution {arn}") from err
 
@@ -245,7 +245,7 @@ def get_history(sfn, arn: str) -> list[dict]:
         pages = sfn.get_paginator("get_execution_history").paginate(executionArn=arn)
         return [event for page in pages for event in page.get("events", [])]
     except ClientError as err:
-        if err.response["Error"]["Code"] in _NOT_THERE:
+        if error_code(err) in _NOT_THERE:
             raise NotFound(f"no execution {arn}", "see `tmctl executions list`") from None
         raise from_client_error(err, f"history of {arn}") from err
 
@@ -597,7 +597,7 @@ def _redrive(sfn, previous: Execution, task_id: str) -> tuple[RetryResult | None
     except ClientError as err:
         from tmctl.core.backend import unsupported
 
-        code = err.response["Error"]["Code"]
+        code = error_code(err)
         if unsupported(err) or code == "ExecutionNotRedrivable":
             return None, f"redrive refused ({code})"
         raise from_client_error(err, f"redrive {previous.name}") from err
@@ -620,7 +620,7 @@ def _start_retry(sfn, stack: StackInfo, task_id: str, previous: Execution, reaso
         try:
             started = sfn.start_execution(stateMachineArn=stack.state_machine_arn, name=name, input=json.dumps(body))
         except ClientError as err:
-            if err.response["Error"]["Code"] == "ExecutionAlreadyExists":
+            if error_code(err) == "ExecutionAlreadyExists":
                 attempt += 1
                 continue
             raise from_client_error(err, f"start execution {name}") from err

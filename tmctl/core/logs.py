@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 
-from tmctl.core.errors import UsageError, from_client_error
+from tmctl.core.errors import UsageError, error_code, from_client_error
 from tmctl.core.wait import pauses
 
 LAMBDA_LOG_PREFIX = "/aws/lambda/"
@@ -115,7 +115,7 @@ def _group_events(logs, group: str, pattern: str | None, start: int | None, end:
             if len(events) >= max_items:
                 break
     except ClientError as err:
-        if err.response["Error"]["Code"] == "ResourceNotFoundException":
+        if error_code(err) == "ResourceNotFoundException":
             return []  # a function that never logged: no group yet
         raise from_client_error(err, f"read {group}") from err
     return events

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from botocore.exceptions import ClientError
 
 from tmctl.core import deploy as dep
-from tmctl.core.errors import NotFound, UsageError, from_client_error
+from tmctl.core.errors import NotFound, UsageError, error_code, from_client_error
 from tmctl.core.stack import describe_stack
 from tmctl.core.target import Target
 
@@ -129,7 +129,7 @@ def connection_status(connections, connection_arn: str) -> str | None:
     try:
         return connections.get_connection(ConnectionArn=connection_arn)["Connection"].get("ConnectionStatus")
     except ClientError as err:
-        if err.response["Error"]["Code"] == "ResourceNotFoundException":
+        if error_code(err) == "ResourceNotFoundException":
             return CONNECTION_NOT_FOUND
         return None
 
@@ -241,7 +241,7 @@ def pipeline_status(codepipeline, name: str, *, limit: int = 10, now: datetime |
             "pipelineExecutionSummaries"]
         state = codepipeline.get_pipeline_state(name=name)
     except ClientError as err:
-        if err.response["Error"]["Code"] == "PipelineNotFoundException":
+        if error_code(err) == "PipelineNotFoundException":
             raise NotFound(f"pipeline {name} does not exist",
                            "deploy it with `tmctl pipeline up --connection-arn ARN --repo OWNER/NAME`") from err
         raise from_client_error(err, f"pipeline {name}") from err

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from tmctl.core.backend import Backend, unsupported
-from tmctl.core.errors import NotFound, TmctlError, UsageError, from_client_error
+from tmctl.core.errors import NotFound, TmctlError, UsageError, error_code, from_client_error
 
 MAIN_QUEUE_SUFFIX = "-tasks"  # cloudformation/template.yaml: TaskQueue QueueName "${AppName}-${Stage}-tasks"
 PEEK_TIMEOUT = 30.0
@@ -114,10 +114,6 @@ def stack_queue_name(app: str, stage: str) -> str:
     return f"{app}-{stage}{MAIN_QUEUE_SUFFIX}"
 
 
-def _code(err: Exception) -> str:
-    return str((getattr(err, "response", None) or {}).get("Error", {}).get("Code", ""))
-
-
 def queue_url(sqs, ident: str) -> str:
     """A queue URL from a URL, an ARN or a name."""
     if "://" in ident:
@@ -146,7 +142,7 @@ def load_queue(sqs, ident: str) -> QueueRef:
 def _raise_queue_error(err: Exception, queue: str, action: str) -> NoReturn:
     """A failed queue lookup: NotFound for a missing queue, a tmctl error for
     any other AWS error, anything else as it was."""
-    if _code(err) in NOT_EXISTS_CODES:
+    if error_code(err) in NOT_EXISTS_CODES:
         raise NotFound(f"queue {queue} does not exist", "check the name with `aws sqs list-queues`") from None
     if type(err).__module__.startswith("botocore"):
         raise from_client_error(err, f"{action} queue {queue}") from err
@@ -177,7 +173,7 @@ def find_sources(sqs, backend: Backend, dlq: QueueRef,
         try:
             attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"]).get("Attributes", {})
         except Exception as err:
-            if _code(err) in NOT_EXISTS_CODES:  # deleted while we looked
+            if error_code(err) in NOT_EXISTS_CODES:  # deleted while we looked
                 return False
             raise
         return QueueRef(url, attrs).dlq_arn == dlq.arn
@@ -566,7 +562,7 @@ def purge(sqs, queue: QueueRef) -> PurgeResult:
     try:
         sqs.purge_queue(QueueUrl=queue.url)
     except Exception as err:
-        if _code(err) == "AWS.SimpleQueueService.PurgeQueueInProgress":
+        if error_code(err) == "AWS.SimpleQueueService.PurgeQueueInProgress":
             raise TmctlError(f"{queue.name}: a purge is already in progress (SQS allows one per 60 s)",
                              "wait a minute and try again") from None
         raise

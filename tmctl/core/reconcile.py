@@ -25,6 +25,7 @@ from botocore.exceptions import ClientError
 
 from tmctl.core.api import TaskApi
 from tmctl.core.dynamo import from_item
+from tmctl.core.errors import error_code
 from tmctl.core.stack import StackInfo
 from tmctl.core.verify import execution_arn
 
@@ -87,7 +88,7 @@ def has_execution(sfn, state_machine_arn: str, task: dict) -> bool:
                                                           execution_name(task["taskID"], task["createdAt"])))
         return True
     except ClientError as err:
-        if err.response["Error"]["Code"] == "ExecutionDoesNotExist":
+        if error_code(err) == "ExecutionDoesNotExist":
             return False
         raise
 

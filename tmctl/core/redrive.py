@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from tmctl.core.backend import Backend, unsupported
-from tmctl.core.errors import TmctlError, UsageError
+from tmctl.core.errors import TmctlError, UsageError, error_code
 from tmctl.core.queues import QueueRef, from_received, inspect_messages
 from tmctl.core.wait import poll
 
@@ -368,7 +368,7 @@ def _move_batch(sqs, source: QueueRef, destination: QueueRef, move: list[dict], 
 
 
 def _describe(err: Exception) -> str:
-    code = (getattr(err, "response", None) or {}).get("Error", {}).get("Code")
+    code = error_code(err)
     return f"{code}: {err}" if code else f"{type(err).__name__}: {err}"
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 
-from tmctl.core.errors import NotFound, from_client_error
+from tmctl.core.errors import NotFound, error_code, from_client_error
 from tmctl.core.target import Target
 
 
@@ -57,7 +57,7 @@ def describe_stack(cfn, target: Target) -> dict | None:
         stacks = cfn.describe_stacks(StackName=target.stack_name)["Stacks"]
     except ClientError as err:
         # CloudFormation answers a missing stack with ValidationError, its only code for it.
-        if err.response["Error"]["Code"] == "ValidationError":
+        if error_code(err) == "ValidationError":
             return None
         raise from_client_error(err, f"describe stack {target.stack_name}") from err
     return stacks[0] if stacks else None

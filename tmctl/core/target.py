@@ -24,25 +24,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from tmctl.core import settings
 from tmctl.core.errors import UsageError
 
 if TYPE_CHECKING:
     import boto3
 
-ENV_ENDPOINT = "TMCTL_ENDPOINT_URL"
-ENV_AWS_MODE_ENDPOINT = "TMCTL_AWS_ENDPOINT_URL"  # AWS behaviour, calls sent to this endpoint (tests)
+ENV_ENDPOINT = settings.ENDPOINT_URL.name
+ENV_AWS_MODE_ENDPOINT = settings.AWS_MODE_ENDPOINT_URL.name  # AWS behaviour, calls sent to this endpoint (tests)
 ENV_AWS_ENDPOINT = "AWS_ENDPOINT_URL"
-ENV_LOCAL = "TMCTL_LOCAL"
-ENV_STAGE = "TMCTL_STAGE"
-ENV_APP = "TMCTL_APP"
-ENV_STATE_DIR = "TMCTL_STATE_DIR"
-ENV_PROJECT_DIR = "TMCTL_PROJECT_DIR"
+ENV_LOCAL = settings.LOCAL.name
+ENV_STAGE = settings.STAGE.name
+ENV_APP = settings.APP.name
+ENV_STATE_DIR = settings.STATE_DIR.name
+ENV_PROJECT_DIR = settings.PROJECT_DIR.name
 ENV_PROFILE = "AWS_PROFILE"
 ENV_REGION = ("AWS_REGION", "AWS_DEFAULT_REGION")
 DEFAULT_LOCAL_ENDPOINT = "http://localhost:4566"
 DEFAULT_REGION = "us-east-1"
-DEFAULT_STAGE = "dev"
-DEFAULT_APP = "taskmanager"
+DEFAULT_STAGE = settings.STAGE.default
+DEFAULT_APP = settings.APP.default
 # The template's own AllowedPattern for Stage and AppName: refused here, not mid-deploy.
 # Not "pipeline…": <app>-pipeline is the CI/CD stack (`tmctl pipeline`), never a stage.
 STAGE_PATTERN = re.compile(r"^(?!pipeline)[a-z][a-z0-9-]{0,15}$")
@@ -91,8 +92,8 @@ class Target:
 
 
 def default_state_dir() -> Path:
-    if os.environ.get(ENV_STATE_DIR):
-        return Path(os.environ[ENV_STATE_DIR])
+    if settings.STATE_DIR.get():
+        return Path(settings.STATE_DIR.get())
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "tmctl"
 

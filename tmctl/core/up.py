@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tmctl.core import deploy as dep
 from tmctl.core import package
-from tmctl.core.resources import project_dir
+from tmctl.core.bundle import project_dir
 from tmctl.core.stack import StackInfo, load_stack
 from tmctl.core.target import Clients, Target
 

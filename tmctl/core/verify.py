@@ -12,9 +12,9 @@ from botocore.exceptions import ClientError
 
 from tmctl.core.api import TaskApi, new_task_id, ok
 from tmctl.core.dynamo import get_task_item
-from tmctl.core.errors import TmctlError
-from tmctl.core.inspect import queue_depth
+from tmctl.core.errors import TmctlError, error_code
 from tmctl.core.stack import StackInfo
+from tmctl.core.status import queue_depth
 from tmctl.core.wait import poll
 
 
@@ -86,7 +86,7 @@ def verify(ddb, sqs, sfn, stack: StackInfo, *, task_id: str | None = None, timeo
         try:
             ex = sfn.describe_execution(executionArn=execution_arn(stack.state_machine_arn, name))
         except ClientError as err:
-            return "", f"no execution {name} ({err.response['Error']['Code']})"
+            return "", f"no execution {name} ({error_code(err)})"
         took = f" in {(ex['stopDate'] - ex['startDate']).total_seconds():.2f}s" if ex.get("stopDate") else ""
         return ex["status"], f"{ex['status']} ({ex['name']}){took}"
 

@@ -25,13 +25,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from tmctl.core import settings
+
 WORKER_MIB = 55  # one MiniStack Lambda worker under load (RSS, measured: benchmarks/README.md)
 FRONT_DOOR_MIN = 32  # concurrent plain clients a local stack takes without a 429
 FRONT_DOOR_PER_CPU = 8
 FRONT_DOOR_MAX = 128
 FRONT_DOOR_RAM_SHARE = 8  # the front door's workers use at most 1/8 of the RAM
 STEPS_PER_CPU = 2
-LOCAL_SFN_WAIT_SCALE = "0.1"
+LOCAL_SFN_WAIT_SCALE = settings.SFN_WAIT_SCALE.default
 
 
 @dataclass(frozen=True)
@@ -61,5 +63,5 @@ def local_engine_env() -> dict[str, str]:
     records every call (a ring of the last 10,000), so `tmctl iam report` can set
     the calls each role made beside what it is granted; TMCTL_RECORD_CALLS=0
     turns that off."""
-    return {"SFN_WAIT_SCALE": os.environ.get("TMCTL_SFN_WAIT_SCALE", LOCAL_SFN_WAIT_SCALE),
-            "CLOUDTRAIL_RECORDING": "0" if os.environ.get("TMCTL_RECORD_CALLS", "1") == "0" else "1"}
+    return {"SFN_WAIT_SCALE": settings.SFN_WAIT_SCALE.get(),
+            "CLOUDTRAIL_RECORDING": "0" if settings.RECORD_CALLS.get() == "0" else "1"}

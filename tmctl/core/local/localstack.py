@@ -249,7 +249,7 @@ def wait_healthy(client, target: Target, container: Container, *, timeout: float
     project's one waiting helper), failing fast if the container exits."""
     import time
 
-    from tmctl.core import emulator
+    from tmctl.core.local import emulator
     from tmctl.core.wait import poll
 
     probe = probe or emulator.probe
@@ -288,7 +288,7 @@ class Started:
 def start(target: Target, compose_file: Path, *, client=None, env=None, probe=None, timeout: float = START_TIMEOUT,
           progress=lambda _msg: None, sleep=None) -> Started:
     """Reuse a LocalStack answering on the endpoint, else run the compose service."""
-    from tmctl.core import emulator
+    from tmctl.core.local import emulator
 
     probe = probe or emulator.probe
     answering = probe(target.endpoint_url)

@@ -17,8 +17,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tmctl.core import settings
 from tmctl.core.errors import BackendUnreachable, TmctlError, UsageError
-from tmctl.core.limits import local_engine_env
+from tmctl.core.local.limits import local_engine_env
 from tmctl.core.target import Target
 
 MINISTACK = "ministack"
@@ -178,7 +179,7 @@ def emulator_env(target: Target, wd: Path, *, extra: dict[str, str] | None = Non
         "MINISTACK_REGION": target.region,
         "TMPDIR": str(wd / "tmp"),  # worker temp dirs land here and go with `local stop`
         "STATE_DIR": str(wd / "state"),  # the engine's own files stay in tmctl's state dir, not /tmp
-        "LOG_LEVEL": env.get("TMCTL_EMULATOR_LOG_LEVEL", "WARNING"),
+        "LOG_LEVEL": settings.EMULATOR_LOG_LEVEL.get(env),
         **local_engine_env(),
     })
     env.update(extra or {})
