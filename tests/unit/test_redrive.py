@@ -561,3 +561,88 @@ def test_cli_ctrl_c_on_a_followed_task_exits_130_and_says_it_still_runs(sqs, mon
     assert result.exit_code == ExitCode.INTERRUPTED
     assert json.loads(result.stdout)["detached"] is True
     assert "it still runs" in result.stderr and "cancel-message-move-task --task-handle h-old" in result.stderr
+
+
+# ------------------------------------------------------------------ the plan (issue 15: defects 1 and 2)
+
+
+def two_sources(sqs) -> str:
+    """A DLQ two queues dead-letter into: its destination is ambiguous."""
+    main, dlq = make_pair(sqs, "orders")
+    arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sqs.create_queue(QueueName="refunds", Attributes={"RedrivePolicy": json.dumps(
+        {"deadLetterTargetArn": arn, "maxReceiveCount": 3})})
+    return dlq
+
+
+@pytest.mark.parametrize("extra", [["--dry-run"], ["--dry-run", "--max", "1"], ["--client-side", "--yes"]])
+def test_cli_an_ambiguous_destination_is_one_usage_line_naming_to(sqs, extra):
+    # GIVEN a DLQ on AWS that two queues dead-letter into (was: "unexpected AttributeError", exit 1)
+    dlq = two_sources(sqs)
+    fill(sqs, dlq, 2)
+
+    result = CliRunner().invoke(app, ["dlq", "redrive", "--queue", "orders-dlq", *extra], env=CLI_ENV)
+
+    assert result.exit_code == ExitCode.USAGE, result.stderr
+    assert result.stdout == "" and result.stderr.count("\n") == 1
+    assert "ambiguous" in result.stderr and "2 queues" in result.stderr and "--to" in result.stderr
+    assert depth(sqs, dlq) == 2  # nothing received, nothing moved
+
+
+def test_cli_an_unknown_destination_is_one_usage_line_naming_to(sqs):
+    dlq = sqs.create_queue(QueueName="lonely-dlq")["QueueUrl"]
+    fill(sqs, dlq, 1)
+
+    result = CliRunner().invoke(app, ["dlq", "redrive", "--queue", "lonely-dlq", "--dry-run"], env=CLI_ENV)
+
+    assert result.exit_code == ExitCode.USAGE, result.stderr
+    assert "unknown" in result.stderr and "--to" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_cli_to_resolves_an_ambiguous_destination(sqs):
+    dlq = two_sources(sqs)
+    fill(sqs, dlq, 2)
+
+    result = CliRunner().invoke(app, ["dlq", "redrive", "--queue", "orders-dlq", "--to", "refunds", "--dry-run",
+                                      "-o", "json"], env=CLI_ENV)
+
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["destination"].endswith("/refunds") and data["matched"] == 2
+
+
+def test_cli_dry_run_export_on_aws_writes_each_message_that_would_move(sqs, tmp_path):
+    # GIVEN AWS (no inspection endpoint: the dry run receives) and 4 DLQ messages, 2 of them HIGH
+    main, dlq = make_pair(sqs, "orders")
+    fill(sqs, dlq, 4)
+    sink = tmp_path / "would-move.jsonl"
+
+    result = CliRunner().invoke(app, ["dlq", "redrive", "--queue", "orders-dlq", "--dry-run", "--export", str(sink),
+                                      "--filter", "body.priority == 'HIGH'", "-o", "json"], env=CLI_ENV)
+
+    # THEN the file holds exactly the messages that would move (it was empty on AWS), and none moved
+    assert result.exit_code == 0, result.stderr
+    lines = [json.loads(line) for line in sink.read_text().splitlines()]
+    assert sorted(line["taskID"] for line in lines) == ["t-1", "t-3"]
+    assert all(line["destination"] == main for line in lines)
+    assert depth(sqs, main) == 0
+
+
+def test_plan_chooses_the_move_task_only_when_nothing_selects(sqs):
+    from tmctl.core.backend import Backend
+    from tmctl.core.queues import resolve_pair
+    from tmctl.core.redrive import plan_redrive
+
+    make_pair(sqs, "orders")
+    aws = Backend("aws")
+    pair = resolve_pair(sqs, aws, "orders-dlq", default_name="orders", stack_outputs=lambda: {})
+
+    assert plan_redrive(sqs, aws, pair, RedriveOptions()).server_side
+    assert not plan_redrive(sqs, aws, pair, RedriveOptions(max_messages=3)).server_side
+    assert not plan_redrive(sqs, aws, pair, RedriveOptions(dry_run=True)).server_side
+    assert not plan_redrive(sqs, aws, pair, RedriveOptions(), client_side=True).server_side
+    assert not plan_redrive(sqs, Backend("ministack", "1", "http://x"), pair, RedriveOptions()).server_side
+    # AWS's short poll can miss messages: a client-side run there long-polls
+    assert plan_redrive(sqs, aws, pair, RedriveOptions(), client_side=True).opts.wait_seconds == 1
+    plan = plan_redrive(sqs, aws, pair, RedriveOptions(max_messages=2))
+    assert plan.question() == "Move up to 2 message(s) from orders-dlq (0 there) to orders?"

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from tmctl.cli import options as opt
 from tmctl.cli import output as out
 from tmctl.cli.context import State, state
 
@@ -177,20 +178,6 @@ def dlq_peek(ctx: typer.Context, queue: QueueOpt = None, count: CountOpt = 10) -
     _peek(ctx, queue, True, count, False)
 
 
-def _task_ids(task_id: list[str] | None, task_ids_file: Path | None) -> frozenset[str] | None:
-    ids = set(task_id or [])
-    if task_ids_file is not None:
-        from tmctl.core.errors import UsageError
-
-        try:
-            lines = task_ids_file.read_text(encoding="utf-8").splitlines()
-        except OSError as err:
-            raise UsageError(f"cannot read {task_ids_file}: {err.strerror}", "give a file of taskIDs, one a line") \
-                from None
-        ids |= {line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")}
-    return frozenset(ids) if ids else None
-
-
 class _Bar:
     """A Rich progress bar on stderr when it is a terminal; nothing otherwise."""
 
@@ -227,7 +214,8 @@ def _render_report(r: RedriveReport):
     if r.not_deleted:
         rows.append(("  of which sent, not deleted (duplicates)", r.not_deleted))
     rows += [("seconds", f"{r.seconds:.2f}"), ("rate", f"{r.rate:.0f} msg/s")]
-    title = f"{r.mode} redrive {r.source.rsplit('/', 1)[-1]} → {(r.destination or '').rsplit('/', 1)[-1]}" + (
+    to = r.destination.rsplit("/", 1)[-1] if r.destination else "the queues they came from"
+    title = f"{r.mode} redrive {r.source.rsplit('/', 1)[-1]} → {to}" + (
         " (cancelled)" if r.cancelled else "") + (" (stopped following; the task still runs)" if r.detached else "") + (
         f" (followed the move task running since {r.task_started or '?'})" if r.followed else "")
     parts = [out.table(title, ["", "messages"], rows)]
@@ -270,7 +258,7 @@ def redrive(
     no_lineage: Annotated[bool, typer.Option(
         "--no-lineage", help="Do not add the tmctl.redrive.originalMessageId / tmctl.redrive.count attributes.")
     ] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: opt.Yes = False,
 ) -> None:
     """Move DLQ messages back to their queue. Server-side (SQS's own move task)
     where the backend has it, unless messages are selected (--filter, --task-id,
@@ -281,84 +269,26 @@ def redrive(
 
     Example: tmctl --local dlq redrive --filter "body.priority == 'HIGH'" --max 100 --yes
     """
-    from tmctl.core.errors import ExitCode, TmctlError, UsageError
-    from tmctl.core.queues import approximate_count, load_queue
-    from tmctl.core.redrive import (
-        MoveTasksUnsupported,
-        RedriveOptions,
-        dry_run_by_inspection,
-        redrive_client_side,
-        redrive_server_side,
-    )
+    from tmctl.core.redrive import RedriveOptions, check_outcome, execute, plan_redrive, read_task_ids
 
     st, sqs, backend, pair = _resolve(ctx, queue)
-    source = pair.require_dlq()
-    destination = load_queue(sqs, to) if to else pair.main
-    ids = _task_ids(task_id, task_ids_file)
-    opts = RedriveOptions(dry_run=dry_run, max_messages=max_messages, filter_expr=filter_expr, task_ids=ids,
-                          rate=rate, visibility_timeout=visibility_timeout, workers=workers, lineage=not no_lineage,
-                          wait_seconds=0 if backend.is_emulator else 1)
-    # --export selects too (opts.export is only opened below): the move task cannot write what it moves
-    server = backend.has_move_tasks and not (opts.selects or export is not None or client_side or dry_run)
-    if destination is None and not server and not dry_run:
-        how = (f"{len(pair.sources)} queues dead-letter into it" if pair.sources
-               else "no queue's RedrivePolicy targets it")
-        raise UsageError(f"no destination for {source.name}: {how}", "pass --to NAME|URL")
-    n = approximate_count(sqs, source.url)
+    opts = RedriveOptions(dry_run=dry_run, max_messages=max_messages, filter_expr=filter_expr,
+                          task_ids=read_task_ids(task_id, task_ids_file), rate=rate,
+                          visibility_timeout=visibility_timeout, workers=workers, lineage=not no_lineage)
+    plan = plan_redrive(sqs, backend, pair, opts, to=to, export=export, client_side=client_side)
     if not dry_run:
-        what = f"up to {max_messages} message(s)" if max_messages else "the matching messages" if (
-            filter_expr or ids) else "all messages"
-        where = destination.name if destination else "the queues they came from"
-        out.confirm(f"Move {what} from {source.name} ({n} there) to {where}?", yes=yes)
-    export_file = open(export, "a", encoding="utf-8") if export else None  # noqa: SIM115 - closed in finally
-    opts.export = export_file
-    try:
-        with _Bar(n, "redrive") as bar:
-            report = None
-            if server:
-                try:
-                    report = redrive_server_side(sqs, source, destination, rate=rate, destination_given=bool(to),
-                                                 on_progress=bar, on_notice=out.progress)
-                except MoveTasksUnsupported:
-                    out.progress(f"{backend.describe()} has no StartMessageMoveTask: moving client-side")
-            if report is None and dry_run and backend.peek_url is not None:
-                report = dry_run_by_inspection(backend, source, destination, opts)
-            if report is None:
-                if dry_run:
-                    out.progress("dry run by ReceiveMessage: each message's receive count goes up by one")
-                report = redrive_client_side(sqs, source, destination, opts, on_progress=bar)
-    finally:
-        if export_file is not None:
-            export_file.close()
+        out.confirm(plan.question(), yes=yes)
+    with _Bar(plan.count, "redrive") as bar:
+        report = execute(sqs, backend, plan, on_progress=bar, on_notice=out.progress)
     out.emit(st, report.to_dict(), lambda: _render_report(report))
-    if report.cancelled:
-        raise _interrupted(f"redrive interrupted after moving {report.moved} message(s)", ExitCode.INTERRUPTED)
-    if report.detached:
-        import shlex
-
-        raise _interrupted(f"stopped following the move task ({report.moved} message(s) moved so far); it still runs",
-                           ExitCode.INTERRUPTED, f"run it again to follow it, or cancel it: aws sqs "
-                           f"cancel-message-move-task --task-handle {shlex.quote(str(report.task_handle))}")
-    if not report.ok:
-        raise TmctlError(f"redrive finished with {report.failed} failed message(s)"
-                         + (f": {report.errors[0]}" if report.errors else ""),
-                         "failed messages are still in the DLQ (or, if sent but not deleted, will be sent again); "
-                         "see the accounting above and run it again")
-
-
-def _interrupted(message: str, code: int, fix: str = "run it again to move the rest"):
-    from tmctl.core.errors import TmctlError
-
-    err = TmctlError(message, fix)
-    err.exit_code = code
-    return err
+    check_outcome(report)
 
 
 @dlq_app.command("purge")
 def purge(
     ctx: typer.Context,
     queue: QueueOpt = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: opt.Yes = False,
 ) -> None:
     """Delete every message in the DLQ (PurgeQueue), after asking; says how many were there.
 

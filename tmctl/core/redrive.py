@@ -21,13 +21,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO, Any
 
 from tmctl.core.backend import Backend, unsupported
-from tmctl.core.errors import TmctlError, UsageError, error_code
-from tmctl.core.queues import QueueRef, from_received, inspect_messages
+from tmctl.core.errors import ExitCode, TmctlError, UsageError, error_code
+from tmctl.core.queues import QueuePair, QueueRef, approximate_count, from_received, inspect_messages, load_queue
 from tmctl.core.wait import poll
 
 MAX_MESSAGE_ATTRIBUTES = 10  # SQS's limit per message
@@ -202,7 +203,7 @@ def send_entry(index: int, m: dict, *, fifo: bool, lineage: bool) -> dict:
     return entry
 
 
-def export_line(m: dict, destination: str) -> str:
+def export_line(m: dict, destination: str | None) -> str:
     p = from_received("", m)
     return json.dumps({"messageId": p.message_id, "taskID": p.task_id, "destination": destination, "body": p.body,
                        "md5OfBody": p.md5_of_body, "attributes": p.attributes,
@@ -252,7 +253,8 @@ class _Run:
     def classify(self, msgs: list[dict]) -> list[dict]:
         """Count what arrived; hold what must stay; return what moves now."""
         report, opts = self.report, self.opts
-        move = []
+        move: list[dict] = []
+        would_move: list[dict] = []  # a dry run's: written to --export as a real run would
         with self.lock:
             for m in msgs:
                 mid = m["MessageId"]
@@ -280,11 +282,25 @@ class _Run:
                     self.held[mid] = m["ReceiptHandle"]
                     if len(report.sample) < SAMPLE_SIZE:
                         report.sample.append(_sample(p))
+                    would_move.append(m)
                     continue
                 move.append(m)
             if opts.max_messages is not None and self.claimed >= opts.max_messages and not opts.dry_run:
                 self.stop.set()  # nothing more can move: stop receiving
+        if would_move:
+            self.export(would_move)
         return move
+
+    def export(self, msgs: list[dict]) -> None:
+        """--export: one JSON line per message, on disk before it moves."""
+        if self.opts.export is None or not msgs:
+            return
+        lines = "".join(export_line(m, self.report.destination) + "\n" for m in msgs)
+        with self.export_lock:
+            self.opts.export.write(lines)
+            self.opts.export.flush()
+            with contextlib.suppress(AttributeError, OSError, ValueError):  # not a real file: flushed is all
+                os.fsync(self.opts.export.fileno())
 
     def hold(self, msgs: list[dict]) -> None:
         with self.lock:
@@ -320,13 +336,7 @@ def _worker(sqs, source: QueueRef, destination: QueueRef, run: _Run, limiter: Ra
 def _move_batch(sqs, source: QueueRef, destination: QueueRef, move: list[dict], run: _Run,
                 limiter: RateLimiter) -> None:
     opts, report = run.opts, run.report
-    if opts.export is not None:
-        lines = "".join(export_line(m, destination.url) + "\n" for m in move)
-        with run.export_lock:
-            opts.export.write(lines)
-            opts.export.flush()
-            with contextlib.suppress(AttributeError, OSError, ValueError):  # not a real file: flushed is all
-                os.fsync(opts.export.fileno())
+    run.export(move)
     limiter.acquire(len(move))
     entries = [send_entry(i, m, fifo=destination.fifo, lineage=opts.lineage) for i, m in enumerate(move)]
     try:
@@ -399,12 +409,19 @@ def check_destination(source: QueueRef, destination: QueueRef) -> None:
                          "redrive into a queue of the same type with --to")
 
 
-def redrive_client_side(sqs, source: QueueRef, destination: QueueRef, opts: RedriveOptions, *,
+def redrive_client_side(sqs, source: QueueRef, destination: QueueRef | None, opts: RedriveOptions, *,
                         on_progress: Callable[[RedriveReport], None] | None = None) -> RedriveReport:
-    """Move messages from `source` (a DLQ) to `destination` by send-then-delete."""
-    check_destination(source, destination)
+    """Move messages from `source` (a DLQ) to `destination` by send-then-delete.
+    A dry run moves nothing, so it may go without a destination (a move task
+    would send each message back where it came from)."""
+    if destination is None:
+        if not opts.dry_run or opts.export is not None:
+            raise NoDestination(source, ())
+    else:
+        check_destination(source, destination)
     selector = Selector(opts.filter_expr, opts.task_ids)
-    report = RedriveReport("dry-run" if opts.dry_run else "client-side", source.url, destination.url)
+    report = RedriveReport("dry-run" if opts.dry_run else "client-side", source.url,
+                           destination.url if destination else None)
     run = _Run(report, opts, selector, on_progress)
     limiter = RateLimiter(opts.rate)
     started = time.monotonic()
@@ -496,6 +513,18 @@ def dry_run_by_inspection(backend: Backend, source: QueueRef, destination: Queue
 
 class MoveTasksUnsupported(TmctlError):
     pass
+
+
+class NoDestination(UsageError):
+    """A client-side redrive needs one destination, and the DLQ's is unknown or ambiguous."""
+
+    def __init__(self, source: QueueRef, sources: tuple[str, ...]):
+        if len(sources) > 1:
+            names = ", ".join(url.rsplit("/", 1)[-1] for url in sources[:3]) + (", …" if len(sources) > 3 else "")
+            why = f"the destination is ambiguous: {len(sources)} queues dead-letter into it ({names})"
+        else:
+            why = "the destination is unknown: no queue's RedrivePolicy targets it"
+        super().__init__(f"cannot redrive {source.name}: {why}", "choose one with --to NAME|URL|ARN")
 
 
 CANCELLING_TIMEOUT = 120.0  # seconds to wait for a cancelled move task to let go of its source
@@ -672,3 +701,112 @@ def _follow(sqs, source: QueueRef, destination: QueueRef | None, task: dict, fol
         report.errors.append(f"move task still {status} after {timeout:g}s (handle {handle})")
     report.seconds = time.monotonic() - started
     return report
+
+
+# ------------------------------------------------------------------ the plan
+
+
+@dataclass
+class RedrivePlan:
+    """What `dlq redrive` will do, decided before anything moves, so the command
+    can ask its question from it and then run it (`execute`)."""
+
+    source: QueueRef
+    destination: QueueRef | None  # None: SQS's move task sends each message back where it came from
+    opts: RedriveOptions
+    server_side: bool  # try the backend's move task first
+    export_path: Path | None = None
+    destination_given: bool = False
+    count: int = 0  # messages in the DLQ when planned (approximate)
+
+    @property
+    def destination_name(self) -> str:
+        return self.destination.name if self.destination else "the queues they came from"
+
+    def question(self) -> str:
+        o = self.opts
+        what = (f"up to {o.max_messages} message(s)" if o.max_messages else
+                "the matching messages" if (o.filter_expr or o.task_ids) else "all messages")
+        return f"Move {what} from {self.source.name} ({self.count} there) to {self.destination_name}?"
+
+
+def read_task_ids(task_ids: Iterable[str] | None, path: Path | None) -> frozenset[str] | None:
+    """--task-id values and a --task-ids-file (one a line, # comments), or None for no selection."""
+    ids = set(task_ids or [])
+    if path is not None:
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except OSError as err:
+            raise UsageError(f"cannot read {path}: {err.strerror}", "give a file of taskIDs, one a line") from None
+        ids |= {line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")}
+    return frozenset(ids) if ids else None
+
+
+def plan_redrive(sqs, backend: Backend, pair: QueuePair, opts: RedriveOptions, *, to: str | None = None,
+                 export: Path | None = None, client_side: bool = False) -> RedrivePlan:
+    """Choose server-side or client-side and the destination, and refuse what
+    cannot run, before anything is received or moved. The move task is used
+    where the backend has one and nothing selects messages (it cannot filter,
+    count or write what it moves); it alone can go without a destination."""
+    source = pair.require_dlq()
+    destination = load_queue(sqs, to) if to else pair.main
+    move_task = backend.has_move_tasks and not (opts.selects or export is not None or client_side)
+    # Only the move task can go without one (SQS returns each message to its own source); a dry run
+    # shows what would move where, so it needs one too.
+    if destination is None and (opts.dry_run or not move_task):
+        raise NoDestination(source, pair.sources)
+    if destination is not None:
+        check_destination(source, destination)
+    if not backend.is_emulator and opts.wait_seconds == 0:
+        opts = replace(opts, wait_seconds=1)  # a short poll on AWS may miss messages
+    return RedrivePlan(source, destination, opts, server_side=move_task and not opts.dry_run,
+                       export_path=export, destination_given=bool(to), count=approximate_count(sqs, source.url))
+
+
+def execute(sqs, backend: Backend, plan: RedrivePlan, *,
+            on_progress: Callable[[RedriveReport], None] | None = None,
+            on_notice: Callable[[str], None] = lambda message: None) -> RedriveReport:
+    """Run a plan: the move task (falling back to client-side where the engine
+    turns out to lack it), a dry run by the engine's inspection endpoint where
+    it has one (nothing received), else client-side send-then-delete."""
+    export_file = open(plan.export_path, "a", encoding="utf-8") if plan.export_path else None  # noqa: SIM115
+    opts = replace(plan.opts, export=export_file)
+    try:
+        if plan.server_side:
+            try:
+                return redrive_server_side(sqs, plan.source, plan.destination, rate=opts.rate,
+                                           destination_given=plan.destination_given, on_progress=on_progress,
+                                           on_notice=on_notice)
+            except MoveTasksUnsupported:
+                on_notice(f"{backend.describe()} has no StartMessageMoveTask: moving client-side")
+        if opts.dry_run and backend.peek_url is not None:
+            return dry_run_by_inspection(backend, plan.source, plan.destination, opts)
+        if opts.dry_run:
+            on_notice("dry run by ReceiveMessage: each message's receive count goes up by one")
+        return redrive_client_side(sqs, plan.source, plan.destination, opts, on_progress=on_progress)
+    finally:
+        if export_file is not None:
+            export_file.close()
+
+
+def check_outcome(report: RedriveReport) -> None:
+    """The run's exit: 130 when interrupted (or no longer followed), 1 when a
+    message failed, nothing when all is well."""
+    if report.cancelled:
+        raise _interrupted(f"redrive interrupted after moving {report.moved} message(s)",
+                           "run it again to move the rest")
+    if report.detached:
+        raise _interrupted(f"stopped following the move task ({report.moved} message(s) moved so far); it still runs",
+                           "run it again to follow it, or cancel it: aws sqs cancel-message-move-task "
+                           f"--task-handle {shlex.quote(str(report.task_handle))}")
+    if not report.ok:
+        raise TmctlError(f"redrive finished with {report.failed} failed message(s)"
+                         + (f": {report.errors[0]}" if report.errors else ""),
+                         "failed messages are still in the DLQ (or, if sent but not deleted, will be sent again); "
+                         "see the accounting above and run it again")
+
+
+def _interrupted(message: str, fix: str) -> TmctlError:
+    err = TmctlError(message, fix)
+    err.exit_code = ExitCode.INTERRUPTED
+    return err
