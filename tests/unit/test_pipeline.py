@@ -777,10 +777,17 @@ def test_up_after_a_deploy_warns_of_a_missing_connection_and_still_prints_the_ou
 
 def test_pipeline_up_shares_the_stack_commands_options():
     # one parser for --param and one --yes, not copies that drift apart
-    from tmctl.cli import pipeline as pipeline_cli
-    from tmctl.cli import stack as stack_cli
+    import typer.main
 
-    assert pipeline_cli._overrides is stack_cli._overrides
+    from tmctl.cli.app import app as root
+
+    group = typer.main.get_command(root)
+    ctx = group.make_context("tmctl", ["pipeline", "up"], resilient_parsing=True)
+    commands = {"up": group.get_command(ctx, "up"),
+                "pipeline up": group.get_command(ctx, "pipeline").get_command(ctx, "up")}
+    helps = {name: {p.name: p.help for p in cmd.params if p.name in {"yes", "param"}}
+             for name, cmd in commands.items()}
+    assert helps["up"]["yes"] and helps["up"]["yes"] == helps["pipeline up"]["yes"]
     result = run_cli("pipeline", "up", "--connection-arn", CONNECTION, "--repo", "acme/tm", "--yes", "-p", "novalue")
     assert result.exit_code == 2 and "KEY=VALUE" in result.stderr
 

@@ -7,9 +7,17 @@ from typing import Annotated
 import typer
 from typer._click.exceptions import ClickException
 from typer.core import TyperGroup
+from typer.exceptions import Abort
 
 from tmctl.cli import config, doctor, executions, iam, local, logs, pipeline, queues, stack, tasks
 from tmctl.cli.context import State
+from tmctl.cli.options import OutputFormat
+
+
+def _usage_line(message: str, code: int) -> int:
+    sys.stderr.write(f"tmctl: error: {' '.join(message.split())}\n")
+    sys.stderr.flush()
+    return code
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -54,6 +62,25 @@ class TmctlGroup(TyperGroup):
                        for name in p.opts + p.secondary_opts if name not in ctx.help_option_names}
             args = hoist_global_options(list(args), options)
         return super().parse_args(ctx, args)
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        """Click's own usage errors (a bad choice, a value out of range, an unknown
+        option) as one stderr line with the fix, like every other error."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        from tmctl.core.errors import ExitCode
+
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except ClickException as err:
+            if type(err).__name__ == "NoArgsIsHelpError":  # `tmctl task`: the group's help, as Click shows it
+                err.show()
+                raise SystemExit(err.exit_code) from None
+            where = getattr(getattr(err, "ctx", None), "command_path", None) or "tmctl"
+            raise SystemExit(_usage_line(f"{err.format_message()} (fix: see `{where} -h`)", err.exit_code)) from None
+        except Abort:  # Ctrl-C or end of input at a question
+            raise SystemExit(_usage_line("interrupted; nothing more was done", ExitCode.INTERRUPTED)) from None
+        raise SystemExit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx):
         from tmctl.core.errors import ExitCode, TmctlError, from_client_error
@@ -111,15 +138,14 @@ def root(
     stage: Annotated[str | None, typer.Option("--stage", help="Stage name (else TMCTL_STAGE, 'dev').")] = None,
     region: Annotated[str | None, typer.Option("--region", help="AWS region (else AWS_REGION).")] = None,
     profile: Annotated[str | None, typer.Option("--profile", help="AWS profile (AWS targets only).")] = None,
-    output: Annotated[str | None, typer.Option(
-        "--output", "-o", help="table or json (default: table on a terminal, json when piped).")] = None,
+    output: Annotated[OutputFormat | None, typer.Option(
+        "--output", "-o", case_sensitive=False,
+        help="table or json (default: table on a terminal, json when piped).")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     """Global options; every command reads them from the typed State on ctx.obj."""
-    if output not in (None, "table", "json"):
-        raise typer.BadParameter("must be 'table' or 'json'", param_hint="--output")
     ctx.obj = State(local=local, endpoint_url=endpoint_url, stage=stage, region=region, profile=profile,
-                    output=output, debug=debug)
+                    output=output.value if output else None, debug=debug)
 
 
 app.command("up")(stack.up)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from tmctl.cli import options as opt
 from tmctl.cli import output as out
 from tmctl.cli.context import state
 
@@ -34,8 +35,7 @@ def took(seconds: float | None) -> str:
 @app.command("list")
 def list_(
     ctx: typer.Context,
-    status: Annotated[str | None, typer.Option(
-        help="RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED.")] = None,
+    status: opt.ExecutionStatusChoice = None,
     since: Annotated[str | None, typer.Option(
         help="Only executions started since: a duration (10m, 2h, 1d) or an ISO time (UTC unless it has an "
              "offset).")] = None,
@@ -48,7 +48,7 @@ def list_(
     from tmctl.core.executions import execution_status, list_executions, parse_since
 
     st = state(ctx)
-    status, cutoff = execution_status(status), parse_since(since) if since else None
+    status, cutoff = execution_status(status.value if status else None), parse_since(since) if since else None
     found = list_executions(st.clients().stepfunctions, st.stack().state_machine_arn, status=status, since=cutoff,
                             limit=limit)
     data = [{k: v for k, v in ex.to_dict().items() if k != "input"} for ex in found]

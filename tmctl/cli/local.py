@@ -108,7 +108,7 @@ def status(ctx: typer.Context) -> None:
 @app.command("logs")
 def logs(
     ctx: typer.Context,
-    lines: Annotated[int, typer.Option("--lines", "-n", help="How many lines from the end.")] = 50,
+    lines: Annotated[int, typer.Option("--lines", "-n", min=0, help="How many lines from the end (0: none).")] = 50,
 ) -> None:
     """The embedded emulator's own log (not the functions'; those are in CloudWatch Logs).
 
@@ -120,5 +120,15 @@ def logs(
     log = emulator.workdir(state(ctx).target(local=True)) / "ministack.log"
     if not log.exists():
         raise NotFound(f"no emulator log at {log}", "tmctl writes one when it starts the emulator")
-    for line in log.read_text(errors="replace").splitlines()[-lines:]:
+    for line in _tail(log, lines):
         typer.echo(line)
+
+
+def _tail(path, n: int) -> list[str]:
+    """The last `n` lines of a file (none for 0), without holding all of it."""
+    from collections import deque
+
+    if n <= 0:
+        return []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return [line.rstrip("\n") for line in deque(f, maxlen=n)]

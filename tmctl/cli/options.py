@@ -44,6 +44,17 @@ class ExecutionStatus(StrEnum):
     PENDING_REDRIVE = "PENDING_REDRIVE"
 
 
+# Choices are case-insensitive (`--status failed` works) and listed by --help and completion.
+def _choices(enum: type[StrEnum]) -> str:
+    return "[" + "|".join(enum) + "]"  # as the API spells them (Click would show them lower-cased)
+
+
+PriorityChoice = Annotated[Priority | None, typer.Option(
+    "--priority", case_sensitive=False, metavar=_choices(Priority), help="The task's priority.")]
+TaskStatusChoice = Annotated[TaskStatus | None, typer.Option(
+    "--status", case_sensitive=False, metavar=_choices(TaskStatus), help="Only tasks in this status.")]
+ExecutionStatusChoice = Annotated[ExecutionStatus | None, typer.Option(
+    "--status", case_sensitive=False, metavar=_choices(ExecutionStatus), help="Only executions in this status.")]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (for CI and scripts).")]
 Wait = Annotated[bool, typer.Option("--wait", help="Follow the task to COMPLETED or FAILED.")]
 Timeout = Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds --wait waits.")]

@@ -83,16 +83,17 @@ def escape(text: str) -> str:
 
 
 class Reporter:
-    """Progress on stderr. On a terminal, routine lines (detail=True) fold into one
-    live status line and only what matters stays on screen; piped (CI logs),
-    every line is kept."""
+    """The one progress reporter (`progress(message, detail=False)`), on stderr.
+    On a terminal, routine lines (detail=True) fold into one live status line and
+    only what matters stays on screen; piped (CI logs), or with `fold=False` (an
+    AWS deploy, whose stack events are worth keeping), every line is kept."""
 
-    def __init__(self, title: str):
-        self.title, self.count, self._status = title, 0, None
+    def __init__(self, title: str, *, fold: bool = True):
+        self.title, self.fold, self.count, self._status = title, fold, 0, None
 
     def __enter__(self) -> Reporter:
         console = stderr_console()
-        if console.is_terminal:
+        if console.is_terminal and self.fold:
             self._status = console.status(self.title)
             self._status.__enter__()
         return self
@@ -118,6 +119,46 @@ def status_style(status: str) -> str:
 def styled(status: str) -> str:
     style = status_style(status)
     return f"[{style}]{status}[/{style}]" if style else status
+
+
+def require_answerable(what: str, yes: bool) -> None:
+    """Refuse up front, before anything is built or created, when a question
+    would have nobody to answer it (no terminal on stdin, no --yes)."""
+    from tmctl.core.errors import ConfirmationRequired
+
+    if not yes and not sys.stdin.isatty():
+        raise ConfirmationRequired(what)
+
+
+ACTION_STYLE = {"Add": "green", "Modify": "yellow", "Remove": "red", "Import": "cyan", "Dynamic": "magenta"}
+REPLACEMENT_STYLE = {"True": "bold red", "Conditional": "yellow"}
+
+
+def change_table(cs):
+    """A change set as a table: action, logical id, type, replacement."""
+    title = f"change set for {cs.stack_name} ({cs.change_type.lower()}): {len(cs.changes)} resource change(s)"
+
+    def styled_as(value: str, styles: dict[str, str]) -> str:
+        style = styles.get(value)
+        return f"[{style}]{value}[/{style}]" if style else value
+
+    return table(title, ["action", "logical id", "type", "replacement"],
+                 [(styled_as(c.action, ACTION_STYLE), escape(c.logical_id), c.resource_type,
+                   styled_as(c.replacement, REPLACEMENT_STYLE)) for c in cs.changes])
+
+
+def confirm_change_set(cs, where: str, *, yes: bool, discard: Callable[[], None]) -> None:
+    """The one change-set question (`up`, `pipeline up`): the table on stderr, then
+    yes/no. Anything but yes (declined, no terminal, Ctrl-C) discards the change
+    set, so nothing is left behind (nor the empty stack of a first deploy)."""
+    if cs.empty:
+        return
+    try:
+        stderr_console().print(change_table(cs))
+        confirm(f"Execute change set {cs.name} on {where}?", yes=yes)
+    except BaseException:
+        discard()
+        raise
 
 
 def confirm(question: str, *, yes: bool) -> None:

@@ -4,9 +4,9 @@ from typing import Annotated
 
 import typer
 
+from tmctl.cli import options as opt
 from tmctl.cli import output as out
 from tmctl.cli.context import state
-from tmctl.cli.stack import YesOption, _overrides, _require_answerable
 
 app = typer.Typer(help="The CI/CD pipeline: CodePipeline + CodeBuild deploying a stage on every push.\n\n"
                        "Example: tmctl pipeline status --output json",
@@ -25,7 +25,7 @@ def up(
         "--branch", help="A push to this branch runs the pipeline (default main, or the last deploy's).")] = None,
     param: Annotated[list[str] | None, typer.Option(
         "--param", "-p", help="pipeline.yaml parameter override KEY=VALUE (repeatable).")] = None,
-    yes: YesOption = False,
+    yes: opt.Yes = False,
 ) -> None:
     """Deploy the pipeline as stack <app>-pipeline: a push to --branch of --repo runs
     buildspec.yml (lint, secret scan, tests on the embedded emulator) and deploys --stage.
@@ -34,19 +34,18 @@ def up(
 
     Example: tmctl pipeline up --stage dev --connection-arn "$CONNECTION_ARN" --repo acme/task-manager
     """
-    from tmctl.cli.stack import change_table
     from tmctl.core import pipeline as core
     from tmctl.core.bundle import project_dir
 
     st = state(ctx)
-    overrides = _overrides(param)
+    overrides = opt.parse_params(param)
     target = st.target()
     if target.local:
         from tmctl.core.local import emulator
 
         emulator.require_engine(target)
     else:  # refuse before any call when nobody could answer the change set's question below
-        _require_answerable(f"deploying {core.pipeline_target(target).stack_name} to AWS", yes)
+        out.require_answerable(f"deploying {core.pipeline_target(target).stack_name} to AWS", yes)
     clients = st.clients()
     cfn = clients.cloudformation
     source = core.resolve_source(cfn, target, connection_arn, repo, branch)
@@ -55,16 +54,10 @@ def up(
     out.progress(f"deploying {stack_name}: {source.repository}@{source.branch} → stack {target.stack_name}")
     with out.Reporter(f"preparing {stack_name}") as report:
         cs = core.plan(cfn, target, source, template, overrides=overrides, progress=report)
-    if not target.local and not cs.empty:
-        try:
-            out.stderr_console().print(change_table(cs))
-            out.confirm(f"Execute change set {cs.name} on {stack_name}?", yes=yes)
-        except BaseException:  # declined, no terminal, Ctrl-C: leave no change set behind
-            core.discard(cfn, cs)
-            raise
-    with out.Reporter(f"deploying {stack_name}") as report:
-        progress = report if target.local else (lambda message, detail=False: report(message))
-        result = core.apply(cfn, target, cs, progress=progress)
+    if not target.local:
+        out.confirm_change_set(cs, stack_name, yes=yes, discard=lambda: core.discard(cfn, cs))
+    with out.Reporter(f"deploying {stack_name}", fold=target.local) as report:
+        result = core.apply(cfn, target, cs, progress=report)
     out.progress(f"{stack_name}: {result.status} in {result.seconds:.1f}s" if result.changed
                  else f"no changes: {stack_name} is up to date")
     status = _connection_status(clients, source.connection_arn)

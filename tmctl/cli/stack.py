@@ -5,61 +5,20 @@ asks for the stack name to be typed; `--yes` skips either question, and with
 no terminal on stdin and no `--yes` they refuse before changing anything.
 On an emulator (`--local`) neither asks: it is the dev loop."""
 
-import sys
 from typing import Annotated
 
 import typer
 
+from tmctl.cli import options as opt
 from tmctl.cli import output as out
 from tmctl.cli.context import state
-
-ACTION_STYLE = {"Add": "green", "Modify": "yellow", "Remove": "red", "Import": "cyan", "Dynamic": "magenta"}
-REPLACEMENT_STYLE = {"True": "bold red", "Conditional": "yellow"}
-
-ParamOption = Annotated[list[str] | None, typer.Option(
-    "--param", "-p", help="Template parameter override KEY=VALUE (repeatable).")]
-YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (AWS): for CI and scripts.")]
-
-
-def _overrides(param: list[str] | None) -> dict[str, str]:
-    from tmctl.core.errors import UsageError
-
-    overrides = {}
-    for item in param or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--param {item!r} is not KEY=VALUE", "e.g. --param LogRetentionDays=7")
-        overrides[key] = value
-    return overrides
-
-
-def _require_answerable(what: str, yes: bool) -> None:
-    """Refuse up front, before anything is built or created, when a question
-    would have nobody to answer it."""
-    from tmctl.core.errors import ConfirmationRequired
-
-    if not yes and not sys.stdin.isatty():
-        raise ConfirmationRequired(what)
-
-
-def change_table(cs):
-    """A change set as a table: action, logical id, type, replacement."""
-    title = f"change set for {cs.stack_name} ({cs.change_type.lower()}): {len(cs.changes)} resource change(s)"
-
-    def styled(value: str, styles: dict[str, str]) -> str:
-        style = styles.get(value)
-        return f"[{style}]{value}[/{style}]" if style else value
-
-    return out.table(title, ["action", "logical id", "type", "replacement"],
-                     [(styled(c.action, ACTION_STYLE), out.escape(c.logical_id), c.resource_type,
-                       styled(c.replacement, REPLACEMENT_STYLE)) for c in cs.changes])
 
 
 def up(
     ctx: typer.Context,
-    param: ParamOption = None,
+    param: opt.Params = None,
     no_warm: Annotated[bool, typer.Option("--no-warm", help="Skip warming the functions.")] = False,
-    yes: YesOption = False,
+    yes: opt.Yes = False,
 ) -> None:
     """Start (or reuse) the emulator with --local, package the Lambdas, deploy the stack
     by change set, and print its outputs. Re-running with nothing changed changes nothing.
@@ -74,10 +33,10 @@ def up(
     from tmctl.core.up import apply, discard, prepare, report_changes
 
     st = state(ctx)
-    overrides = _overrides(param)
+    overrides = opt.parse_params(param)
     target = st.target()
     if not target.local:
-        _require_answerable(f"deploying {target.stack_name} to AWS", yes)
+        out.require_answerable(f"deploying {target.stack_name} to AWS", yes)
     booting = emulator.launch(target) if target.local else None  # boots while artifacts are packaged
 
     def ready() -> None:
@@ -93,18 +52,12 @@ def up(
         if target.local:  # on AWS the table below shows them
             report_changes(plan, report)
     cs = plan.change_set
-    if not target.local and not cs.empty:
+    if not target.local:
+        out.confirm_change_set(cs, target.describe(), yes=yes, discard=lambda: discard(clients, plan))
+    # On AWS every stack event stays on screen (minutes of them); locally they fold.
+    with out.Reporter(f"deploying {target.stack_name}", fold=target.local) as report:
         try:
-            out.stderr_console().print(change_table(cs))
-            out.confirm(f"Execute change set {cs.name} on {target.describe()}?", yes=yes)
-        except BaseException:  # declined, no terminal, Ctrl-C: leave no change set (or empty stack) behind
-            discard(clients, plan)
-            raise
-    with out.Reporter(f"deploying {target.stack_name}") as report:
-        # On AWS every stack event stays on screen (minutes of them); locally they fold.
-        progress = report if target.local else (lambda message, detail=False: report(message))
-        try:
-            result = apply(clients, plan, warm=not no_warm, progress=progress)
+            result = apply(clients, plan, warm=not no_warm, progress=report)
         except KeyboardInterrupt:
             if not target.local and not cs.empty:
                 out.progress(f"stopped following; CloudFormation goes on deploying {target.stack_name}: "
@@ -145,7 +98,7 @@ def _try_it(stack, target) -> str:
 
 def diff(
     ctx: typer.Context,
-    param: ParamOption = None,
+    param: opt.Params = None,
 ) -> None:
     """Show what `tmctl up` would change, as a change set, without executing it:
     nothing is uploaded or created, and the change set is deleted afterwards.
@@ -156,7 +109,7 @@ def diff(
     from tmctl.core.up import discard, prepare
 
     st = state(ctx)
-    overrides = _overrides(param)
+    overrides = opt.parse_params(param)
     target = st.target()
     if target.local:
         emulator.require_engine(target)
@@ -165,14 +118,14 @@ def diff(
         plan = prepare(clients, target, overrides=overrides, dry_run=True, progress=report)
     discard(clients, plan)
     cs = plan.change_set
-    out.emit(st, cs.to_dict(), lambda: change_table(cs) if cs.changes else
+    out.emit(st, cs.to_dict(), lambda: out.change_table(cs) if cs.changes else
              f"no changes: {target.describe()} is up to date")
 
 
 def down(
     ctx: typer.Context,
     stop_emulator: Annotated[bool, typer.Option("--stop-emulator", help="Also stop the embedded emulator.")] = False,
-    yes: YesOption = False,
+    yes: opt.Yes = False,
 ) -> None:
     """Delete the stack (the artifact bucket stays). On AWS you type the stack name
     to confirm (--yes skips it; without a terminal, --yes is required).
@@ -188,12 +141,11 @@ def down(
     if target.local:
         emulator.require_engine(target)
     else:
-        _require_answerable(f"deleting {target.stack_name} on AWS", yes)
+        out.require_answerable(f"deleting {target.stack_name} on AWS", yes)
         if not yes and describe_stack(st.clients().cloudformation, target) is not None:
             _ask_for_the_name(target)
-    with out.Reporter(f"deleting {target.stack_name}") as report:
-        progress = report if target.local else (lambda message, detail=False: report(message))
-        deleted = delete_stack(st.clients().cloudformation, target, progress=progress)
+    with out.Reporter(f"deleting {target.stack_name}", fold=target.local) as report:
+        deleted = delete_stack(st.clients().cloudformation, target, progress=report)
     out.progress(f"deleted {target.stack_name}" if deleted else f"{target.stack_name} did not exist")
     if stop_emulator and target.local:
         pid = emulator.stop(target)

@@ -4,6 +4,7 @@ from typing import Annotated
 
 import typer
 
+from tmctl.cli import options as opt
 from tmctl.cli import output as out
 from tmctl.cli.context import state
 
@@ -45,10 +46,10 @@ def create(
     task_id: Annotated[str | None, typer.Option("--id", help="taskID (generated if absent).")] = None,
     title: Annotated[str | None, typer.Option(help="Title (defaults to the taskID).")] = None,
     description: Annotated[str | None, typer.Option(help="Free text; #tags are extracted.")] = None,
-    priority: Annotated[str | None, typer.Option(help="LOW, MEDIUM, HIGH or URGENT.")] = None,
+    priority: opt.PriorityChoice = None,
     due: Annotated[str | None, typer.Option("--due", help="Due date, YYYY-MM-DD.")] = None,
-    wait: Annotated[bool, typer.Option("--wait", help="Follow the task to COMPLETED or FAILED.")] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 60.0,
+    wait: opt.Wait = False,
+    timeout: opt.Timeout = 60.0,
 ) -> None:
     """POST /tasks. With --wait, exit 1 unless the task ends COMPLETED.
 
@@ -58,7 +59,7 @@ def create(
 
     api = _api(ctx)
     body = {"taskID": task_id or new_task_id(), "title": title, "description": description,
-            "priority": priority, "dueDate": due}
+            "priority": priority.value if priority else None, "dueDate": due}
     task = ok(api.create({k: v for k, v in body.items() if v is not None}))
     if wait:
         out.progress(f"{task['taskID']} {task['status']}; waiting for a final status")
@@ -87,8 +88,8 @@ def get(ctx: typer.Context, task_id: Annotated[str, typer.Argument(help="The tas
 @app.command("list")
 def list_(
     ctx: typer.Context,
-    status: Annotated[str | None, typer.Option(help="PENDING, QUEUED, PROCESSING, COMPLETED or FAILED.")] = None,
-    limit: Annotated[int, typer.Option(help="Page size (1-100).")] = 20,
+    status: opt.TaskStatusChoice = None,
+    limit: opt.PageSize = 20,
     next_token: Annotated[str | None, typer.Option("--next-token", help="Continue from a previous page.")] = None,
 ) -> None:
     """GET /tasks, optionally by status, one page at a time.
@@ -97,7 +98,7 @@ def list_(
     """
     from tmctl.core.api import ok
 
-    page = ok(_api(ctx).list(status.upper() if status else None, limit, next_token))
+    page = ok(_api(ctx).list(status.value if status else None, limit, next_token))
 
     def render():
         parts = [out.table(None, ["taskID", "status", "priority", "title", "updatedAt"], [
@@ -199,7 +200,7 @@ def reconcile(
     Example: tmctl task reconcile --dry-run
     """
     from tmctl.core.api import task_api
-    from tmctl.core.reconcile import delivery_window
+    from tmctl.core.reconcile import delivery_window, task_ids_in_queues
     from tmctl.core.reconcile import reconcile as run_reconcile
 
     st = state(ctx)
@@ -207,7 +208,7 @@ def reconcile(
     window = queued_after if queued_after is not None else delivery_window(c.sqs, info.queue_url)
     results = run_reconcile(c.dynamodb, c.sqs, c.stepfunctions, task_api(info, c.session), info,
                             older_than=older_than, queued_after=window,
-                            task_ids_in_queues=_task_ids_in_queues(st), dry_run=dry_run)
+                            task_ids_in_queues=task_ids_in_queues(st.backend(), info), dry_run=dry_run)
     out.emit(st, results, lambda: out.table(
         f"{len(results)} stuck task(s)" + (" (dry run)" if dry_run else ""),
         ["taskID", "status", "createdAt", "why", "result"],
@@ -218,23 +219,12 @@ def reconcile(
         raise TmctlError("some tasks could not be republished", "see the table above and `tmctl status`")
 
 
-def _task_ids_in_queues(st) -> set[str] | None:
-    """taskIDs of every message in the main queue and the DLQ, where the engine can
-    show them without consuming; None on AWS (reconcile relies on the window there)."""
-    from tmctl.core.queues import inspect_messages
-
-    backend, info = st.backend(), st.stack()
-    if backend.peek_url is None:
-        return None
-    return {m.task_id for url in (info.queue_url, info.dlq_url) for m in inspect_messages(backend, url)}
-
-
 @app.command("retry")
 def retry(
     ctx: typer.Context,
     task_id: Annotated[str, typer.Argument(help="The taskID of a FAILED task.")],
-    wait: Annotated[bool, typer.Option("--wait", help="Follow the task to COMPLETED or FAILED.")] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 60.0,
+    wait: opt.Wait = False,
+    timeout: opt.Timeout = 60.0,
 ) -> None:
     """Run a FAILED task's workflow again. On AWS a redrivable execution that did
     not end in the workflow's own Fail state is redriven; otherwise a new execution

@@ -24,8 +24,10 @@ from dataclasses import dataclass
 from botocore.exceptions import ClientError
 
 from tmctl.core.api import TaskApi
+from tmctl.core.backend import Backend
 from tmctl.core.dynamo import from_item
 from tmctl.core.errors import error_code
+from tmctl.core.queues import inspect_messages
 from tmctl.core.stack import StackInfo
 from tmctl.core.verify import execution_arn
 
@@ -134,6 +136,14 @@ def republish(ddb, sqs, api: TaskApi, stack: StackInfo, task: StuckTask) -> str:
         MessageAttributes={"taskID": {"DataType": "String", "StringValue": task.taskID},
                            "eventType": {"DataType": "String", "StringValue": "TaskCreated"}})
     return f"event sent ({sent['MessageId']})"
+
+
+def task_ids_in_queues(backend: Backend, stack: StackInfo) -> set[str] | None:
+    """taskIDs of every message in the main queue and the DLQ, where the engine can
+    show them without consuming; None on AWS (reconcile relies on the window there)."""
+    if backend.peek_url is None:
+        return None
+    return {m.task_id for url in (stack.queue_url, stack.dlq_url) for m in inspect_messages(backend, url)}
 
 
 def reconcile(ddb, sqs, sfn, api: TaskApi, stack: StackInfo, *, older_than: float, queued_after: float,
