@@ -193,6 +193,7 @@ def outcome(call: Callable[[], object]) -> tuple[str, str]:
 
 def test_each_session_is_its_role(sessions):
     # GIVEN the assumed sessions WHEN each asks who it is THEN it is that role, not the root
+    assert sessions, "no role session was assumed: nothing to check"
     for logical, s in sessions.items():
         arn = s.client("sts").get_caller_identity()["Arn"]
         assert f":assumed-role/{s.role_arn.rsplit('/', 1)[-1]}/iam-probe" in arn, (logical, arn)
@@ -217,5 +218,6 @@ def test_every_role_of_the_stack_is_probed(enforcing_engine):
     env = enforcing_engine
     roles = {r["LogicalResourceId"] for r in env.clients.cloudformation.list_stack_resources(
         StackName=env.stack.name)["StackResourceSummaries"] if r["ResourceType"] == "AWS::IAM::Role"}
+    assert roles, f"no AWS::IAM::Role in stack {env.stack.name}: nothing to check"
     for role in roles:
         assert {p.expect for p in PROBES if p.role == role} == {"allowed", "denied"}, role

@@ -84,7 +84,9 @@ def test_the_artifact_bucket_is_encrypted_private_tls_only_and_expires(pipeline)
 @pytest.mark.parametrize("role", ["BuildRole", "PipelineRole"])
 def test_no_wildcard_actions_and_star_resources_only_where_aws_has_nothing_narrower(pipeline, role):
     allowed_star = {"WhoAmI", "CreateStageEventSourceMapping"}  # each commented "allowlist:" in the template
-    for s in allows(pipeline, role):
+    grants = allows(pipeline, role)
+    assert grants, f"{role} has no Allow statement: the walk is broken"
+    for s in grants:
         for action in as_list(s["Action"]):
             assert "*" not in action, f"{role}/{s['Sid']}: {action}"
         if "*" in as_list(s["Resource"]):
@@ -104,6 +106,7 @@ def test_every_build_resource_is_the_apps_own(pipeline):
            "tmctl-artifacts-${AWS::AccountId}-${AWS::Region}", "${AWS::AccountId}:event-source-mapping:",
            "${AppName}-build-", "::/apis",  # HTTP APIs: held to the stage's by tag conditions (tests below)
            "changeSet/tmctl-")  # tmctl's change sets; CloudFormation also checks the stack they belong to
+    checked = 0
     for s in allows(pipeline, "BuildRole"):
         for resource in as_list(s["Resource"]):
             text = sub_text(resource)
@@ -111,6 +114,8 @@ def test_every_build_resource_is_the_apps_own(pipeline):
                     s["Sid"] == "ListLogGroups":  # read-only, account level: DescribeLogGroups names no group
                 continue
             assert any(part in text for part in own), f"{s['Sid']}: {text}"
+            checked += 1
+    assert checked, "no BuildRole resource was checked: the walk is broken"
 
 
 # What CloudFormation's resource handlers may call that this template never makes
@@ -154,14 +159,17 @@ def test_the_build_role_covers_what_cloudformation_does_for_each_resource_type(p
     from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
 
     granted = granted_actions(pipeline)
-    missing = {}
+    missing, checked = {}, 0
     for rtype in sorted({r["Type"] for r in template["Resources"].values()}):
         handlers = PROVIDER_SCHEMA_MANAGER.get_resource_schema("us-east-1", rtype).schema.get("handlers", {})
         needed = {p for h in ("create", "read", "update", "delete") for p in handlers.get(h, {}).get("permissions", [])}
+        checked += len(needed)
         lacking = sorted(p for p in needed - granted if not any(p == n or (n.endswith(":") and p.startswith(n))
                                                                   for n in NOT_NEEDED))
         if lacking:
             missing[rtype] = lacking
+    # no resource, or schemas without handler permissions, would leave nothing to be missing
+    assert checked, "no handler permission of any resource type of template.yaml was checked"
     assert not missing, f"grant these in pipeline.yaml's BuildRole (or add them to NOT_NEEDED, why): {missing}"
 
 
