@@ -113,6 +113,12 @@ def test_a_checkout_from_before_the_contract_file_gets_tmctls_own(tmp_path):
     assert contract.contract_file(env={}, cwd=old) == contract.own_contract_file() == CONTRACT_FILE
 
 
+def test_a_project_dir_naming_no_project_gets_tmctls_own(tmp_path):
+    # `tmctl up` refuses it; `tmctl logs` or `task trace`, which only read statuses, need not
+    env = {ENV_PROJECT_DIR: str(tmp_path / "typo")}
+    assert contract.contract_file(env=env, cwd=ROOT) == contract.own_contract_file()
+
+
 def test_tmctl_speaks_the_contract_of_the_checkout_it_runs_in(tmp_path):
     # GIVEN another checkout whose Lambdas moved to version 2 of the event
     text = CONTRACT_FILE.read_text()

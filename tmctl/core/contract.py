@@ -13,7 +13,9 @@ checkout, a wheel used outside any), and a different one exactly when it
 matters: a tmctl used in another checkout or worktree deploys that checkout's
 Lambdas, and must speak that checkout's contract to them. A checkout from
 before the contract had a file of its own has none: then tmctl's own copy
-stands in (the contract as tmctl copied it by hand until then).
+stands in (the contract as tmctl copied it by hand until then), as it does
+when TMCTL_PROJECT_DIR names no project (`tmctl up` reports that; the many
+commands that only read a task's status need not fail on it).
 
 Loaded once per process, when this module is first imported: only the core
 modules that need the contract import it, so `import tmctl` and `tmctl --help`
@@ -33,7 +35,7 @@ from pathlib import Path
 from types import ModuleType
 
 from tmctl.core.bundle import BUNDLE_DIR, SOURCE_TREE, is_project, project_dir
-from tmctl.core.errors import TmctlError
+from tmctl.core.errors import TmctlError, UsageError
 from tmctl.core.target import ENV_PROJECT_DIR
 
 MODULE_NAME = "tmctl._taskcore_contract"
@@ -53,8 +55,11 @@ def own_contract_file() -> Path:
 
 def contract_file(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Path:
     """The contract of the project tmctl deploys from (see the module's docstring);
-    tmctl's own when that project predates contract.py."""
-    deployed = project_dir(env, cwd) / CONTRACT_PATH
+    tmctl's own when that project predates contract.py or there is none."""
+    try:
+        deployed = project_dir(env, cwd) / CONTRACT_PATH
+    except UsageError:
+        return own_contract_file()
     return deployed if deployed.is_file() else own_contract_file()
 
 
