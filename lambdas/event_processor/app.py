@@ -26,8 +26,18 @@ from botocore.exceptions import BotoCoreError, ClientError
 from taskcore import config
 from taskcore.aws import BOTO_CONFIG
 from taskcore.config import injected_failure
+from taskcore.contract import (
+    EVENT_TYPE,
+    TASK_ID_ATTRIBUTE,
+    TASK_ID_PATTERN,
+    InvalidEvent,
+    Status,
+    execution_name,
+    parse_task_created,
+    workflow_view,
+)
 from taskcore.dynamo import from_item, to_value
-from taskcore.model import TASK_ID_PATTERN, Status, execution_name, now_iso, workflow_view
+from taskcore.model import now_iso
 
 logger = Logger(service="event-processor")
 # A batch whose every record failed is answered like any other (each record
@@ -61,18 +71,10 @@ class TaskEvent:
     @classmethod
     def from_record(cls, record: SQSRecord) -> TaskEvent:
         try:
-            body = json.loads(record.body)
-        except ValueError:
-            raise PoisonEvent("body is not JSON") from None
-        if not isinstance(body, dict) or (body.get("type"), body.get("version")) != ("TaskCreated", 1):
-            raise PoisonEvent("not a TaskCreated v1 event")
-        task_id = body.get("taskID")
-        if not isinstance(task_id, str) or not TASK_ID_PATTERN.fullmatch(task_id):
-            raise PoisonEvent("body has no valid taskID")
-        task = body.get("task")
-        if not (isinstance(task, dict) and task.get("taskID") == task_id and isinstance(task.get("createdAt"), str)):
-            task = None
-        return cls(task_id, str(body.get("type", "TaskCreated")), task)
+            event = parse_task_created(record.body)
+        except InvalidEvent as err:
+            raise PoisonEvent(str(err)) from None
+        return cls(event.task_id, EVENT_TYPE, event.task)
 
 
 class Clients:
@@ -145,7 +147,7 @@ def task_id_of(record: SQSRecord) -> str | None:
         body = None
     value = body.get("taskID") if isinstance(body, dict) else None
     if not isinstance(value, str):
-        attr = (record.message_attributes or {}).get("taskID")
+        attr = (record.message_attributes or {}).get(TASK_ID_ATTRIBUTE)
         value = attr.get("stringValue") if isinstance(attr, dict) else None
     return value if isinstance(value, str) and TASK_ID_PATTERN.fullmatch(value) else None
 

@@ -18,6 +18,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from botocore.exceptions import BotoCoreError, ClientError
 from taskcore import config
 from taskcore.aws import BOTO_CONFIG, THROTTLING_CODES
+from taskcore.contract import task_created_message
 from taskcore.dynamo import from_item, to_item, to_value
 from taskcore.model import (
     MAX_BODY_BYTES,
@@ -28,7 +29,6 @@ from taskcore.model import (
     now_iso,
     parse_json_body,
     public_view,
-    workflow_view,
 )
 
 logger = Logger(service="task-api")
@@ -101,15 +101,7 @@ class TaskService:
     def _publish(self, item: dict) -> tuple[int, dict]:
         task_id = item["taskID"]
         try:
-            sent = self.sqs.send_message(
-                QueueUrl=self.queue_url,
-                MessageBody=json.dumps({"type": "TaskCreated", "version": 1, "taskID": task_id,
-                                        "task": workflow_view(item)}),
-                MessageAttributes={
-                    "taskID": {"DataType": "String", "StringValue": task_id},
-                    "eventType": {"DataType": "String", "StringValue": "TaskCreated"},
-                },
-            )
+            sent = self.sqs.send_message(QueueUrl=self.queue_url, **task_created_message(task_id, item))
         except (ClientError, BotoCoreError) as err:
             logger.exception("publish failed", extra={"taskID": task_id})
             failure = {"code": "PUBLISH_FAILED", "message": str(err)[:500], "at": now_iso()}

@@ -93,6 +93,17 @@ def test_the_installed_package_is_the_wheels_and_finds_its_bundle(installed, els
     assert Path(project) == Path(module).parent / "_bundle"
 
 
+def test_the_installed_tmctl_loads_the_task_contract_from_its_bundle(installed, elsewhere):
+    # tmctl keeps no copy of the contract: outside a checkout it must run the bundled Lambdas' file
+    cwd, env = elsewhere
+    probe = ("import json, tmctl; from tmctl.core import contract; "
+             "print(json.dumps([tmctl.__file__, str(contract.SOURCE_FILE), "
+             "contract.task_created_message('t-1')['MessageBody']]))")
+    module, source, body = json.loads(run(installed / "bin" / "python", "-c", probe, cwd=cwd, env=env).stdout)
+    assert Path(source) == Path(module).parent / "_bundle" / "lambdas" / "common" / "taskcore" / "contract.py"
+    assert json.loads(body) == {"type": "TaskCreated", "version": 1, "taskID": "t-1"}
+
+
 def test_up_and_a_task_from_outside_any_checkout(installed, elsewhere):
     cwd, env = elsewhere
     endpoint = f"http://127.0.0.1:{free_port()}"

@@ -1,23 +1,33 @@
-"""tmctl.core.reconcile: what counts as stuck (moto), and the execution name
-tmctl derives agreeing with the one the processor uses."""
+"""tmctl.core.reconcile: what counts as stuck (moto), and what it publishes
+again. The execution name and the event are the Lambdas' own (tmctl.core.contract
+loads their file: tests/unit/test_contract.py), so no test compares copies."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 import pytest
-from taskcore.model import execution_name as processor_execution_name
 
-from tmctl.core.reconcile import delivery_window, execution_name, find_stuck
+from tmctl.core import reconcile
+from tmctl.core.contract import (
+    EVENT_TYPE,
+    EVENT_TYPE_ATTRIBUTE,
+    TASK_ID_ATTRIBUTE,
+    execution_name,
+    parse_task_created,
+    task_created_message,
+)
+from tmctl.core.reconcile import StuckTask, delivery_window, find_stuck
 
 pytestmark = pytest.mark.unit
 
 NOW = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC)
 
 
-@pytest.mark.parametrize("created", ["2025-03-10T15:42:24.301Z", "1970-01-01T00:00:00.000Z", "2026-11-26T00:00:00Z"])
-def test_execution_name_is_the_processors_own(created):
-    assert execution_name("task-173", created) == processor_execution_name("task-173", created)
+def test_reconcile_uses_the_contracts_execution_name_and_event():
+    # A copy here would be a second contract, free to drift from the Lambdas'.
+    assert reconcile.execution_name is execution_name
+    assert reconcile.task_created_message is task_created_message
 
 
 def test_delivery_window_is_visibility_times_max_receives(stack):
@@ -59,3 +69,28 @@ def test_without_a_view_of_the_queues_the_window_alone_decides(stack):
                        task_ids_in_queues=None, now=NOW)
 
     assert [t.taskID for t in stuck] == ["queued-lost"] and "past the delivery window" in stuck[0].reason
+
+
+def test_a_lost_event_is_sent_again_as_the_processor_parses_it(stack):
+    # GIVEN a QUEUED task whose event was lost
+    put(stack, "queued-lost", "QUEUED", "2026-03-10T11:00:00.000Z")
+    lost = StuckTask("queued-lost", "QUEUED", "2026-03-10T11:00:00.000Z", "2026-03-10T11:00:00.000Z", "lost")
+
+    # WHEN it is republished
+    result = reconcile.republish(stack.ddb, stack.sqs, None, _Queue(stack), lost)
+
+    # THEN one TaskCreated event is on the queue: the taskID only (the processor
+    # reads the task from the table), with the attributes the tools look for
+    (message,) = stack.sqs.receive_message(QueueUrl=stack.queue_url, MessageAttributeNames=["All"],
+                                           MaxNumberOfMessages=10)["Messages"]
+    assert result == f"event sent ({message['MessageId']})"
+    event = parse_task_created(message["Body"])
+    assert (event.task_id, event.task) == ("queued-lost", None)
+    assert {k: v["StringValue"] for k, v in message["MessageAttributes"].items()} == {
+        TASK_ID_ATTRIBUTE: "queued-lost", EVENT_TYPE_ATTRIBUTE: EVENT_TYPE}
+
+
+class _Queue(_Info):
+    def __init__(self, stack):
+        super().__init__(stack)
+        self.queue_url = stack.queue_url

@@ -21,6 +21,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from tmctl.core.contract import Status
 from tmctl.core.dynamo import get_task_item
 from tmctl.core.errors import NotFound, TmctlError, UsageError, error_code, from_client_error
 from tmctl.core.stack import StackInfo
@@ -533,11 +534,11 @@ class RetryResult:
 
 
 _REFUSALS = {
-    "COMPLETED": "it already completed; nothing to retry",
-    "PROCESSING": "its workflow is still running; see `tmctl executions show {id}`",
-    "PENDING": "its event was never published; see `tmctl task reconcile`",
-    "QUEUED": "its event is still on the queue; wait, or see `tmctl task trace {id}`",
-    "DEAD_LETTERED": "its event is in the DLQ; redrive it with `tmctl dlq redrive`",
+    Status.COMPLETED: "it already completed; nothing to retry",
+    Status.PROCESSING: "its workflow is still running; see `tmctl executions show {id}`",
+    Status.PENDING: "its event was never published; see `tmctl task reconcile`",
+    Status.QUEUED: "its event is still on the queue; wait, or see `tmctl task trace {id}`",
+    Status.DEAD_LETTERED: "its event is in the DLQ; redrive it with `tmctl dlq redrive`",
 }
 
 
@@ -555,7 +556,7 @@ def retry_task(sfn, ddb, stack: StackInfo, task_id: str, *, can_redrive: bool = 
     if item is None:
         raise NotFound(f"no task {task_id} in {stack.table}", "see `tmctl task list`")
     status = item.get("status")
-    if status != "FAILED":
+    if status != Status.FAILED:
         raise UsageError(f"task {task_id} is {status}: only a FAILED task can be retried",
                          _REFUSALS.get(str(status), "see `tmctl task get {id}`").format(id=task_id))
     previous = _executions_of(sfn, stack, task_id, item)[0]
@@ -573,7 +574,7 @@ def retry_task(sfn, ddb, stack: StackInfo, task_id: str, *, can_redrive: bool = 
         return task.get("status"), ex.status if ex else None
 
     result.task_status, result.execution_status = poll(
-        fetch, lambda r: r[0] != "FAILED" or r[1] not in (None, "RUNNING"), timeout=settle, interval=0.1,
+        fetch, lambda r: r[0] != Status.FAILED or r[1] not in (None, "RUNNING"), timeout=settle, interval=0.1,
         max_interval=0.5, sleep=sleep or time.sleep)
     return result
 

@@ -25,13 +25,12 @@ from botocore.exceptions import ClientError
 
 from tmctl.core.api import TaskApi
 from tmctl.core.backend import Backend
+from tmctl.core.contract import CLIENT_FIELDS, Status, execution_name, task_created_message
 from tmctl.core.dynamo import from_item
 from tmctl.core.errors import error_code
 from tmctl.core.queues import inspect_messages
 from tmctl.core.stack import StackInfo
 from tmctl.core.verify import execution_arn
-
-CLIENT_FIELDS = ("taskID", "title", "description", "priority", "dueDate")
 
 
 @dataclass
@@ -46,18 +45,6 @@ class StuckTask:
 
 def iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def execution_name(task_id: str, created_at: str) -> str:
-    """The workflow's execution name for a task: taskID + its creation time in
-    base-36 milliseconds. The processor's own rule (lambdas' taskcore.model);
-    a unit test keeps the two equal."""
-    millis = int(dt.datetime.fromisoformat(created_at.replace("Z", "+00:00")).timestamp() * 1000)
-    digits = ""
-    while millis:
-        millis, rem = divmod(millis, 36)
-        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[rem] + digits
-    return f"{task_id}-{digits or '0'}"
 
 
 def delivery_window(sqs, queue_url: str) -> float:
@@ -103,11 +90,11 @@ def find_stuck(ddb, sfn, stack: StackInfo, *, older_than: float, queued_after: f
     now = now or dt.datetime.now(dt.UTC)
     stuck = []
     pending_cut = iso(now - dt.timedelta(seconds=older_than))
-    for task in tasks_in_status(ddb, stack.table, "PENDING", pending_cut):
+    for task in tasks_in_status(ddb, stack.table, Status.PENDING, pending_cut):
         why = (task.get("error") or {}).get("code") or "event never published"
-        stuck.append(StuckTask(task["taskID"], "PENDING", task["createdAt"], task["updatedAt"], why))
+        stuck.append(StuckTask(task["taskID"], Status.PENDING, task["createdAt"], task["updatedAt"], why))
     queued_cut = iso(now - dt.timedelta(seconds=queued_after))
-    for task in tasks_in_status(ddb, stack.table, "QUEUED", queued_cut):
+    for task in tasks_in_status(ddb, stack.table, Status.QUEUED, queued_cut):
         if task["updatedAt"] > queued_cut:
             continue  # touched recently: still within its delivery window
         if task_ids_in_queues is not None and task["taskID"] in task_ids_in_queues:
@@ -116,13 +103,13 @@ def find_stuck(ddb, sfn, stack: StackInfo, *, older_than: float, queued_after: f
             continue  # the workflow has it (and will move it on)
         where = "no message in the queue or the DLQ" if task_ids_in_queues is not None else \
             "past the delivery window"
-        stuck.append(StuckTask(task["taskID"], "QUEUED", task["createdAt"], task["updatedAt"],
+        stuck.append(StuckTask(task["taskID"], Status.QUEUED, task["createdAt"], task["updatedAt"],
                                f"no execution, {where}"))
     return stuck
 
 
 def republish(ddb, sqs, api: TaskApi, stack: StackInfo, task: StuckTask) -> str:
-    if task.status == "PENDING":
+    if task.status == Status.PENDING:
         item = from_item(ddb.get_item(TableName=stack.table, Key={"taskID": {"S": task.taskID}},
                                       ConsistentRead=True).get("Item") or {})
         if not item:
@@ -130,11 +117,7 @@ def republish(ddb, sqs, api: TaskApi, stack: StackInfo, task: StuckTask) -> str:
         resp = api.create({k: item[k] for k in CLIENT_FIELDS if item.get(k) is not None})
         return str(resp.body.get("status")) if resp.status == 202 else \
             f"error {resp.status} {resp.body.get('error')}"
-    sent = sqs.send_message(
-        QueueUrl=stack.queue_url,
-        MessageBody=json.dumps({"type": "TaskCreated", "version": 1, "taskID": task.taskID}),
-        MessageAttributes={"taskID": {"DataType": "String", "StringValue": task.taskID},
-                           "eventType": {"DataType": "String", "StringValue": "TaskCreated"}})
+    sent = sqs.send_message(QueueUrl=stack.queue_url, **task_created_message(task.taskID))
     return f"event sent ({sent['MessageId']})"
 
 

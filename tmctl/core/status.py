@@ -7,10 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from tmctl.core.api import task_api
+from tmctl.core.contract import Status
 from tmctl.core.stack import StackInfo
 
 EXECUTION_STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
-TASK_STATUSES = ("PENDING", "QUEUED", "DEAD_LETTERED", "PROCESSING", "COMPLETED", "FAILED")
+TASK_STATUSES = tuple(s.value for s in Status)  # the Lambdas' own, in their order
 COUNT_CAP = 1000
 
 

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from tmctl.core.backend import Backend
+from tmctl.core.contract import Status
 from tmctl.core.dynamo import get_task_item
 from tmctl.core.errors import NotFound
 from tmctl.core.executions import Execution, Step, find_executions, get_history, timeline
@@ -77,15 +78,15 @@ def locate(task: dict | None, in_queue: list[PeekedMessage] | None, in_dlq: list
             return Location("in flight", f"message {m.message_id} is being processed (receive {m.receive_count})",
                             in_queue)
         return Location("main queue", f"message {m.message_id} waits to be received", in_queue)
-    if executions or status in {"PROCESSING", "COMPLETED", "FAILED"}:
+    if executions or status in {Status.PROCESSING, Status.COMPLETED, Status.FAILED}:
         return Location("consumed", "the processor started its workflow; the message is gone")
-    if status == "PENDING":
+    if status == Status.PENDING:
         return Location("never published", "stored, but its event was never sent to the queue")
-    if status == "DEAD_LETTERED":
+    if status == Status.DEAD_LETTERED:
         where = "not in the DLQ any more (purged, or redriven and on its way)" if in_dlq is not None \
             else "in the DLQ, per the task (AWS: the DLQ is not peeked, as that would count as a receive)"
         return Location("DLQ" if in_dlq is None else "unknown", where)
-    if status == "QUEUED":
+    if status == Status.QUEUED:
         if in_queue is None:
             return Location("main queue", "published; AWS queues are not peeked (a look counts as a receive)")
         return Location("unknown", "published, but in neither the queue nor the DLQ, and no workflow started")
@@ -96,12 +97,12 @@ def next_step(task_id: str, task: dict | None, location: Location) -> str | None
     status = (task or {}).get("status")
     error = (task or {}).get("error") or {}
     why = f"{error.get('code')}: {error.get('message')}" if error else ""
-    if status == "DEAD_LETTERED":
+    if status == Status.DEAD_LETTERED:
         return (f"its event went to the DLQ ({why}); fix the cause, then "
                 f"`tmctl dlq redrive --task-id {task_id}`")
-    if status == "FAILED":
+    if status == Status.FAILED:
         return f"the workflow failed ({why}); fix the cause, then `tmctl task retry {task_id}`"
-    if status == "PENDING" or location.where == "unknown" and status == "QUEUED":
+    if status == Status.PENDING or location.where == "unknown" and status == Status.QUEUED:
         return "the event is missing; `tmctl task reconcile` publishes it again"
     return None
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from botocore.exceptions import ClientError
 
 from tmctl.core.api import TaskApi, new_task_id, ok
+from tmctl.core.contract import Status
 from tmctl.core.dynamo import get_task_item
 from tmctl.core.errors import TmctlError, error_code
 from tmctl.core.stack import StackInfo
@@ -98,7 +99,7 @@ def verify(ddb, sqs, sfn, stack: StackInfo, *, task_id: str | None = None, timeo
     record("Workflow execution finished", status == "SUCCEEDED", detail)
 
     final = get_task_item(ddb, stack.table, task_id) or {}
-    record("Task COMPLETED", final.get("status") == "COMPLETED",
+    record("Task COMPLETED", final.get("status") == Status.COMPLETED,
            f"status {final.get('status')}" + (f": {final['error']}" if final.get("error") else ""))
 
     dlq = queue_depth(sqs, stack.dlq_url)

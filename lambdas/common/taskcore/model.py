@@ -1,5 +1,6 @@
-"""The task contract: what a client may send, what the server adds, and the
-status machine every writer respects."""
+"""A client's task, validated at the edge, and the views of it the table and
+the API hold. The contract underneath (statuses, fields, execution names, the
+event) is taskcore.contract's."""
 
 from __future__ import annotations
 
@@ -11,39 +12,23 @@ import math
 import re
 import uuid
 from dataclasses import dataclass
-from enum import StrEnum
 
-TASK_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+# The pure contract lives in taskcore.contract (tmctl loads that file too); its
+# names are re-exported here, where the Lambdas and their tests have always found them.
+from taskcore.contract import (  # noqa: F401
+    CLIENT_FIELDS,
+    FINAL_STATUSES,
+    TASK_ID_PATTERN,
+    WORKFLOW_FIELDS,
+    Priority,
+    Status,
+    execution_name,
+    workflow_view,
+)
+
 MAX_BODY_BYTES = 16 * 1024
 MAX_TITLE = 200
 MAX_DESCRIPTION = 4000
-CLIENT_FIELDS = ("taskID", "title", "description", "priority", "dueDate")
-
-
-class Status(StrEnum):
-    """PENDING → QUEUED → PROCESSING → COMPLETED | FAILED, each move a conditional
-    write that never goes backwards. DEAD_LETTERED is the side state of a task
-    whose event went to the DLQ (the processor gave up on it); it is left only
-    through an explicit, recorded redrive (the workflow records `redriven` when
-    the redriven event starts it), as FAILED is left only by `tmctl task retry`
-    (recorded as `retried`)."""
-
-    PENDING = "PENDING"  # stored, event not yet published
-    QUEUED = "QUEUED"  # event published to the queue
-    DEAD_LETTERED = "DEAD_LETTERED"  # the processor gave up on its event: it is in the DLQ
-    PROCESSING = "PROCESSING"  # workflow started
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-
-
-FINAL_STATUSES = frozenset({Status.COMPLETED, Status.FAILED})
-
-
-class Priority(StrEnum):
-    LOW = "LOW"
-    MEDIUM = "MEDIUM"
-    HIGH = "HIGH"
-    URGENT = "URGENT"
 
 
 class ValidationError(ValueError):
@@ -282,26 +267,6 @@ class TaskInput:
         if self.dueDate is not None:
             item["dueDate"] = self.dueDate
         return item
-
-
-# What the workflow needs of a task; travels in the event and the execution input.
-WORKFLOW_FIELDS = ("taskID", "title", "description", "priority", "dueDate", "createdAt")
-
-def workflow_view(task: dict) -> dict:
-    """The part of a task the workflow needs (sent in the event and the execution input)."""
-    return {k: task[k] for k in WORKFLOW_FIELDS if k in task}
-
-
-def execution_name(task_id: str, created_at: str) -> str:
-    """One workflow per task, ever: the taskID plus its creation time (base 36
-    milliseconds), so a taskID reused after a stage is recreated still gets its
-    own execution. Step Functions names: ≤ 80 characters of [A-Za-z0-9_-]."""
-    millis = int(dt.datetime.fromisoformat(created_at.replace("Z", "+00:00")).timestamp() * 1000)
-    digits = ""
-    while millis:
-        millis, rem = divmod(millis, 36)
-        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[rem] + digits
-    return f"{task_id}-{digits or '0'}"
 
 
 PUBLIC_FIELDS = (
