@@ -24,7 +24,9 @@ def test_the_cli_choices_are_the_contracts_values():
 
     assert list(opt.TaskStatus) == list(TASK_STATUSES)
     assert list(opt.ExecutionStatus) == list(EXECUTION_STATUSES)
-    assert [p.value for p in opt.Priority] == ["LOW", "MEDIUM", "HIGH", "URGENT"]
+    from tmctl.core.contract import Priority
+
+    assert list(opt.Priority) == list(Priority)
 
 
 @pytest.mark.parametrize(("args", "says"), [

@@ -15,13 +15,13 @@ import urllib.request
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tmctl.core.contract import FINAL_STATUSES
 from tmctl.core.errors import ApiError, BackendUnreachable, UsageError
 
 if TYPE_CHECKING:
     from tmctl.core.stack import StackInfo
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
-FINAL = frozenset({"COMPLETED", "FAILED"})
 IAM_AUTH = "AWS_IAM"  # the stack's ApiAuth output when callers must sign
 NO_CREDENTIALS_FIX = "configure AWS credentials (--profile, AWS_PROFILE or the environment)"
 
@@ -138,7 +138,7 @@ def wait_final(api: TaskApi, task_id: str, timeout: float = 60.0, interval: floa
     """Poll until the task is COMPLETED or FAILED (or the timeout passes)."""
     from tmctl.core.wait import poll
 
-    return poll(lambda: ok(api.get(task_id)), lambda task: task.get("status") in FINAL, timeout=timeout,
+    return poll(lambda: ok(api.get(task_id)), lambda task: task.get("status") in FINAL_STATUSES, timeout=timeout,
                 interval=interval)
 
 
