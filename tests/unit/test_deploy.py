@@ -317,11 +317,13 @@ def test_a_failed_deploy_names_the_first_failing_resource_and_its_reason():
               _event(3, "StepsFn", "UPDATE_FAILED", "Resource update cancelled"),
               _event(4, "taskmanager-dev", "UPDATE_ROLLBACK_COMPLETE")]
     lines: list[tuple[str, bool]] = []
+    previous = _event(0, "taskmanager-dev", "UPDATE_COMPLETE")  # the last deploy's: not this one's to report
     cs = ChangeSet("taskmanager-dev", "UPDATE", "cs-1", "tmctl-x")
     with Stubber(cfn) as stub:
+        stub.add_response("describe_stack_events", {"StackEvents": [previous]}, {"StackName": "taskmanager-dev"})
         stub.add_response("execute_change_set", {}, {"ChangeSetName": "cs-1"})
         stub.add_response("describe_stacks", {"Stacks": [_deployed({}, "UPDATE_ROLLBACK_COMPLETE")]})
-        stub.add_response("describe_stack_events", {"StackEvents": list(reversed(events))})  # newest first
+        stub.add_response("describe_stack_events", {"StackEvents": [*reversed(events), previous]})  # newest first
 
         with pytest.raises(DeployFailed) as caught:
             execute_change_set(cfn, resolve_target(region="us-east-1", env={}), cs,

@@ -296,9 +296,9 @@ def execute_change_set(cfn, target: Target, cs: ChangeSet, *, progress: Progress
     started = time.monotonic() if started is None else started
     if cs.empty:
         return DeployResult(target.stack_name, False, cs.stack_status or "?", seconds=time.monotonic() - started)
-    since = time.time() - 1
+    before = newest_event(cfn, target.stack_name)
     cfn.execute_change_set(ChangeSetName=cs.id)
-    status, events = follow_stack(cfn, target.stack_name, since, progress, timeout)
+    status, events = follow_stack(cfn, target.stack_name, before, progress, timeout)
     result = DeployResult(target.stack_name, True, status, changes=cs.changes, seconds=time.monotonic() - started)
     if status not in TERMINAL_OK:
         reason = first_failure(events)
@@ -331,9 +331,33 @@ def event_line(ev: dict) -> str:
     return f"{stamp} {ev['ResourceStatus']:<28} {ev['LogicalResourceId']} ({ev.get('ResourceType', '?')}){reason}"
 
 
-def follow_stack(cfn, stack_name: str, since: float, progress: Progress, timeout: float) -> tuple[str, list[dict]]:
-    """Poll until the stack settles, reporting each new event once, oldest first.
-    Failures are never `detail` lines: a terminal keeps them on screen."""
+def newest_event(cfn, stack_name: str) -> dict | None:
+    """The stack's newest event right now (DescribeStackEvents lists newest
+    first, so its first page is enough); None when it has none or does not
+    exist. Taken just before an operation, it marks where that operation's
+    events begin by CloudFormation's own ids and clock: this machine's clock,
+    which may run ahead of AWS's, decides nothing."""
+    try:
+        events = cfn.describe_stack_events(StackName=stack_name).get("StackEvents", [])
+    except ClientError as err:
+        if error_code(err) == "ValidationError":  # no such stack (yet): every event it gets is new
+            return None
+        raise
+    return events[0] if events else None
+
+
+def _before(ev: dict, mark: dict | None) -> bool:
+    """Whether `ev` is from before the operation: `mark` itself (newest_event,
+    taken just before it), or older than `mark` by CloudFormation's clock,
+    should `mark` ever be missing from the list."""
+    return mark is not None and (ev["EventId"] == mark["EventId"] or ev["Timestamp"] < mark["Timestamp"])
+
+
+def follow_stack(cfn, stack_name: str, before: dict | None, progress: Progress,
+                 timeout: float) -> tuple[str, list[dict]]:
+    """Poll until the stack settles, reporting each event newer than `before`
+    (newest_event taken before the operation; None: every event) once, oldest
+    first. Failures are never `detail` lines: a terminal keeps them on screen."""
     seen: set[str] = set()
     events: list[dict] = []
     deadline = time.monotonic() + timeout
@@ -343,7 +367,7 @@ def follow_stack(cfn, stack_name: str, since: float, progress: Progress, timeout
         for page in cfn.get_paginator("describe_stack_events").paginate(StackName=stack_name):
             stop = False
             for ev in page["StackEvents"]:
-                if ev["Timestamp"].timestamp() < since:
+                if _before(ev, before):  # newest first: the rest, and the pages after, are older still
                     stop = True
                     break
                 if ev["EventId"] not in seen:
@@ -376,11 +400,12 @@ def delete_stack(cfn, target: Target, *, progress: Progress = no_progress, timeo
     stack = describe_stack(cfn, target)
     if stack is None:
         return False
-    since = time.time() - 1
+    # Followed by its id: AWS still describes a deleted stack by id (DELETE_COMPLETE), not by name.
+    stack_ref = stack.get("StackId", target.stack_name)
+    before = newest_event(cfn, stack_ref)
     cfn.delete_stack(StackName=target.stack_name)
     try:
-        # Followed by its id: AWS still describes a deleted stack by id (DELETE_COMPLETE), not by name.
-        status, events = follow_stack(cfn, stack.get("StackId", target.stack_name), since, progress, timeout)
+        status, events = follow_stack(cfn, stack_ref, before, progress, timeout)
     except ClientError as err:
         if error_code(err) == "ValidationError":  # gone: CloudFormation's "does not exist"
             return True
