@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import json
 
 import pytest
@@ -107,7 +109,8 @@ def _artifacts(tmp_path, **contents: bytes) -> list[Artifact]:
     out = []
     for name, body in contents.items():
         (tmp_path / name).write_bytes(body)
-        out.append(Artifact(f"{name}Key", f"lambdas/{name}-{hash(body) & 0xffff:04x}.zip", tmp_path / name, "0" * 64))
+        sha = hashlib.sha256(body).hexdigest()
+        out.append(Artifact(f"{name}Key", f"lambdas/{name}-{sha[:20]}.zip", tmp_path / name, sha))
     return out
 
 
@@ -158,6 +161,42 @@ def test_artifacts_upload_only_when_their_content_hash_is_new(s3, tmp_path):
     assert upload_artifacts(s3, "bkt", "123456789012", first) == []  # same bytes, same keys: nothing
     changed = _artifacts(tmp_path, api=b"v2", steps=b"v1")
     assert upload_artifacts(s3, "bkt", "123456789012", changed) == [changed[0].key]
+
+
+def test_a_cached_artifact_that_is_not_the_bytes_its_key_names_is_refused_before_upload(s3, tmp_path):
+    # GIVEN an artifact whose file was cut short after it was built (a concurrent
+    # writer, a full disk): its content-hash key now names other bytes
+    s3.create_bucket(Bucket="bkt", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    (art,) = _artifacts(tmp_path, api=b"PK whole zip bytes")
+    art.path.write_bytes(b"PK whole")
+
+    # WHEN it is uploaded
+    with pytest.raises(TmctlError) as caught:
+        upload_artifacts(s3, "bkt", "123456789012", [art])
+
+    # THEN nothing reaches the bucket, where that key would keep the wrong bytes for good,
+    # and the bad file is gone, so the next build writes it again rather than trusting it
+    assert art.key in caught.value.message and "again" in caught.value.fix
+    assert s3.list_objects_v2(Bucket="bkt").get("KeyCount") == 0
+    assert not art.path.exists()
+
+
+def test_the_upload_hands_s3_the_sha256_of_the_bytes_it_sends(tmp_path):
+    # S3 recomputes it on arrival and refuses a body that does not match (BadDigest):
+    # the checksum must be of the bytes read for this upload, not one computed elsewhere
+    import boto3
+
+    s3 = boto3.client("s3", region_name="eu-west-1")
+    (art,) = _artifacts(tmp_path, api=b"PK zip bytes")
+    with Stubber(s3) as stub:
+        stub.add_client_error("head_object", "404", http_status_code=404)
+        stub.add_response("put_object", {}, {
+            "Bucket": "bkt", "Key": art.key, "Body": b"PK zip bytes", "ChecksumAlgorithm": "SHA256",
+            "ChecksumSHA256": base64.b64encode(hashlib.sha256(b"PK zip bytes").digest()).decode(),
+            "ExpectedBucketOwner": "123456789012"})
+
+        assert upload_artifacts(s3, "bkt", "123456789012", [art]) == [art.key]
+        stub.assert_no_pending_responses()
 
 
 def test_the_bucket_is_named_by_account_and_the_resolved_region():

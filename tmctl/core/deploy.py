@@ -3,7 +3,9 @@ change set, executed and followed to a final status with its events."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -12,7 +14,7 @@ from typing import Protocol
 
 from botocore.exceptions import ClientError
 
-from tmctl.core.errors import AUTH_CODES, DeployFailed, error_code, from_client_error
+from tmctl.core.errors import AUTH_CODES, DeployFailed, TmctlError, error_code, from_client_error
 from tmctl.core.local.limits import Machine, local_limits
 from tmctl.core.package import Artifact
 from tmctl.core.stack import describe_stack
@@ -140,8 +142,25 @@ def ensure_bucket(s3, bucket: str, region: str, owner: str) -> bool:
     return True
 
 
+def read_artifact(art: Artifact) -> tuple[bytes, str]:
+    """The artifact's bytes as read for upload, and their SHA-256 in base64 (S3's
+    ChecksumSHA256). Refused unless they hash to the SHA-256 its key names: under
+    a content-hash key, wrong bytes would stay in the bucket for good. The bad
+    file is removed, so the next run builds it again."""
+    data = art.path.read_bytes()
+    digest = hashlib.sha256(data).digest()
+    if digest.hex() != art.sha256:
+        art.path.unlink(missing_ok=True)
+        raise TmctlError(f"artifact {art.path} does not hold the bytes its key {art.key} names (written part way, "
+                         "or changed since it was built); removed it, nothing was uploaded",
+                         "run the command again: the artifact is built afresh")
+    return data, base64.b64encode(digest).decode()
+
+
 def upload_artifacts(s3, bucket: str, owner: str, artifacts: list[Artifact]) -> list[str]:
-    """Upload what the bucket lacks; keys are content hashes, so present = same bytes."""
+    """Upload what the bucket lacks; keys are content hashes, so present = same bytes.
+    What goes up is checked twice: the bytes read must hash to their key, and S3
+    is handed their SHA-256 and refuses (BadDigest) any body that does not match it."""
     uploaded = []
     for art in artifacts:
         try:
@@ -150,8 +169,12 @@ def upload_artifacts(s3, bucket: str, owner: str, artifacts: list[Artifact]) -> 
         except ClientError as err:
             if error_code(err) not in {"404", "NoSuchKey", "NotFound"}:
                 raise from_client_error(err, f"artifact {art.key}") from err
-        s3.put_object(Bucket=bucket, Key=art.key, Body=art.path.read_bytes(), ChecksumAlgorithm="SHA256",
-                      ExpectedBucketOwner=owner)
+        data, checksum = read_artifact(art)
+        try:
+            s3.put_object(Bucket=bucket, Key=art.key, Body=data, ChecksumAlgorithm="SHA256", ChecksumSHA256=checksum,
+                          ExpectedBucketOwner=owner)
+        except ClientError as err:
+            raise from_client_error(err, f"uploading artifact {art.key}") from err
         uploaded.append(art.key)
     return uploaded
 
