@@ -181,6 +181,17 @@ def test_a_cached_artifact_that_is_not_the_bytes_its_key_names_is_refused_before
     assert not art.path.exists()
 
 
+def test_a_key_holding_other_bytes_than_it_names_is_uploaded_again(s3, tmp_path):
+    # GIVEN a key an older tmctl filled from a half-written zip (S3 stored that zip's SHA-256)
+    s3.create_bucket(Bucket="bkt", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    (art,) = _artifacts(tmp_path, api=b"PK whole zip bytes")
+    s3.put_object(Bucket="bkt", Key=art.key, Body=b"PK whole", ChecksumAlgorithm="SHA256")
+
+    # WHEN the artifacts are uploaded, THEN that key is not taken as present: it gets the whole zip
+    assert upload_artifacts(s3, "bkt", "123456789012", [art]) == [art.key]
+    assert s3.get_object(Bucket="bkt", Key=art.key)["Body"].read() == b"PK whole zip bytes"
+
+
 def test_the_upload_hands_s3_the_sha256_of_the_bytes_it_sends(tmp_path):
     # S3 recomputes it on arrival and refuses a body that does not match (BadDigest):
     # the checksum must be of the bytes read for this upload, not one computed elsewhere

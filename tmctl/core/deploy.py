@@ -158,14 +158,18 @@ def read_artifact(art: Artifact) -> tuple[bytes, str]:
 
 
 def upload_artifacts(s3, bucket: str, owner: str, artifacts: list[Artifact]) -> list[str]:
-    """Upload what the bucket lacks; keys are content hashes, so present = same bytes.
-    What goes up is checked twice: the bytes read must hash to their key, and S3
-    is handed their SHA-256 and refuses (BadDigest) any body that does not match it."""
+    """Upload what the bucket lacks; keys are content hashes, so present = same bytes,
+    unless S3's stored SHA-256 says otherwise (bytes an older tmctl uploaded from a
+    half-written zip): those are replaced. What goes up is checked twice: the bytes
+    read must hash to their key, and S3 is handed their SHA-256 and refuses
+    (BadDigest) any body that does not match it."""
     uploaded = []
     for art in artifacts:
         try:
-            s3.head_object(Bucket=bucket, Key=art.key, ExpectedBucketOwner=owner)
-            continue
+            head = s3.head_object(Bucket=bucket, Key=art.key, ExpectedBucketOwner=owner, ChecksumMode="ENABLED")
+            stored = head.get("ChecksumSHA256")  # absent: uploaded without one, nothing to compare
+            if stored is None or stored == base64.b64encode(bytes.fromhex(art.sha256)).decode():
+                continue
         except ClientError as err:
             if error_code(err) not in {"404", "NoSuchKey", "NotFound"}:
                 raise from_client_error(err, f"artifact {art.key}") from err
