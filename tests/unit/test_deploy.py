@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import json
 
 import pytest
@@ -107,7 +109,8 @@ def _artifacts(tmp_path, **contents: bytes) -> list[Artifact]:
     out = []
     for name, body in contents.items():
         (tmp_path / name).write_bytes(body)
-        out.append(Artifact(f"{name}Key", f"lambdas/{name}-{hash(body) & 0xffff:04x}.zip", tmp_path / name, "0" * 64))
+        sha = hashlib.sha256(body).hexdigest()
+        out.append(Artifact(f"{name}Key", f"lambdas/{name}-{sha[:20]}.zip", tmp_path / name, sha))
     return out
 
 
@@ -158,6 +161,53 @@ def test_artifacts_upload_only_when_their_content_hash_is_new(s3, tmp_path):
     assert upload_artifacts(s3, "bkt", "123456789012", first) == []  # same bytes, same keys: nothing
     changed = _artifacts(tmp_path, api=b"v2", steps=b"v1")
     assert upload_artifacts(s3, "bkt", "123456789012", changed) == [changed[0].key]
+
+
+def test_a_cached_artifact_that_is_not_the_bytes_its_key_names_is_refused_before_upload(s3, tmp_path):
+    # GIVEN an artifact whose file was cut short after it was built (a concurrent
+    # writer, a full disk): its content-hash key now names other bytes
+    s3.create_bucket(Bucket="bkt", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    (art,) = _artifacts(tmp_path, api=b"PK whole zip bytes")
+    art.path.write_bytes(b"PK whole")
+
+    # WHEN it is uploaded
+    with pytest.raises(TmctlError) as caught:
+        upload_artifacts(s3, "bkt", "123456789012", [art])
+
+    # THEN nothing reaches the bucket, where that key would keep the wrong bytes for good,
+    # and the bad file is gone, so the next build writes it again rather than trusting it
+    assert art.key in caught.value.message and "again" in caught.value.fix
+    assert s3.list_objects_v2(Bucket="bkt").get("KeyCount") == 0
+    assert not art.path.exists()
+
+
+def test_a_key_holding_other_bytes_than_it_names_is_uploaded_again(s3, tmp_path):
+    # GIVEN a key an older tmctl filled from a half-written zip (S3 stored that zip's SHA-256)
+    s3.create_bucket(Bucket="bkt", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    (art,) = _artifacts(tmp_path, api=b"PK whole zip bytes")
+    s3.put_object(Bucket="bkt", Key=art.key, Body=b"PK whole", ChecksumAlgorithm="SHA256")
+
+    # WHEN the artifacts are uploaded, THEN that key is not taken as present: it gets the whole zip
+    assert upload_artifacts(s3, "bkt", "123456789012", [art]) == [art.key]
+    assert s3.get_object(Bucket="bkt", Key=art.key)["Body"].read() == b"PK whole zip bytes"
+
+
+def test_the_upload_hands_s3_the_sha256_of_the_bytes_it_sends(tmp_path):
+    # S3 recomputes it on arrival and refuses a body that does not match (BadDigest):
+    # the checksum must be of the bytes read for this upload, not one computed elsewhere
+    import boto3
+
+    s3 = boto3.client("s3", region_name="eu-west-1")
+    (art,) = _artifacts(tmp_path, api=b"PK zip bytes")
+    with Stubber(s3) as stub:
+        stub.add_client_error("head_object", "404", http_status_code=404)
+        stub.add_response("put_object", {}, {
+            "Bucket": "bkt", "Key": art.key, "Body": b"PK zip bytes", "ChecksumAlgorithm": "SHA256",
+            "ChecksumSHA256": base64.b64encode(hashlib.sha256(b"PK zip bytes").digest()).decode(),
+            "ExpectedBucketOwner": "123456789012"})
+
+        assert upload_artifacts(s3, "bkt", "123456789012", [art]) == [art.key]
+        stub.assert_no_pending_responses()
 
 
 def test_the_bucket_is_named_by_account_and_the_resolved_region():
@@ -317,11 +367,13 @@ def test_a_failed_deploy_names_the_first_failing_resource_and_its_reason():
               _event(3, "StepsFn", "UPDATE_FAILED", "Resource update cancelled"),
               _event(4, "taskmanager-dev", "UPDATE_ROLLBACK_COMPLETE")]
     lines: list[tuple[str, bool]] = []
+    previous = _event(0, "taskmanager-dev", "UPDATE_COMPLETE")  # the last deploy's: not this one's to report
     cs = ChangeSet("taskmanager-dev", "UPDATE", "cs-1", "tmctl-x")
     with Stubber(cfn) as stub:
+        stub.add_response("describe_stack_events", {"StackEvents": [previous]}, {"StackName": "taskmanager-dev"})
         stub.add_response("execute_change_set", {}, {"ChangeSetName": "cs-1"})
         stub.add_response("describe_stacks", {"Stacks": [_deployed({}, "UPDATE_ROLLBACK_COMPLETE")]})
-        stub.add_response("describe_stack_events", {"StackEvents": list(reversed(events))})  # newest first
+        stub.add_response("describe_stack_events", {"StackEvents": [*reversed(events), previous]})  # newest first
 
         with pytest.raises(DeployFailed) as caught:
             execute_change_set(cfn, resolve_target(region="us-east-1", env={}), cs,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
 import zipfile
 from pathlib import Path
 
@@ -109,6 +110,114 @@ def test_bytecode_and_caches_do_not_change_the_key(project, tmp_path):
     after = package.function_artifact(project, build_dir(tmp_path), "TaskApiCodeKey", "task_api")
 
     assert after.key == before.key
+
+
+class Interleaving:
+    """Two writers of one artifact, run in the worst order a race can take:
+    the first writes its file whole and is about to rename it into place when
+    the second opens its own temp file and has written half of it; only then
+    does the first rename, and its build reads what it made; then the second
+    finishes. Hooks io.open (under Path.write_bytes and os.fdopen alike) and
+    os.replace, so any way of writing a temp file and renaming it meets it."""
+
+    def __init__(self, monkeypatch, build: Path):
+        self.build, self.lock, self.opened = str(build), threading.Lock(), 0
+        self.first_renaming, self.second_half_written, self.first_read = (threading.Event() for _ in range(3))
+        self.first_thread: threading.Thread | None = None
+        self.real_open, self.real_replace = io.open, os.replace
+        monkeypatch.setattr(io, "open", self.open)
+        monkeypatch.setattr(os, "replace", self.replace)
+
+    def open(self, file, mode="r", *args, **kwargs):
+        ours = mode == "wb" and (isinstance(file, int) or str(file).startswith(self.build))
+        if not ours:
+            return self.real_open(file, mode, *args, **kwargs)
+        with self.lock:
+            self.opened += 1
+            second = self.opened == 2
+            if self.opened == 1:
+                self.first_thread = threading.current_thread()
+        if second:
+            self.first_renaming.wait(5)
+        return HalfThenPause(self.real_open(file, mode, *args, **kwargs), self if second else None)
+
+    def replace(self, src, dst):
+        if threading.current_thread() is self.first_thread and not self.first_renaming.is_set():
+            self.first_renaming.set()
+            self.second_half_written.wait(5)
+        return self.real_replace(src, dst)
+
+
+class HalfThenPause:
+    """A file whose write, for the second writer, stops half way until the
+    first build has read its artifact."""
+
+    def __init__(self, f, race: Interleaving | None):
+        self.f, self.race = f, race
+
+    def write(self, data) -> int:
+        view = memoryview(data)
+        if self.race is None:
+            return self.f.write(view)
+        half = len(view) // 2
+        self.f.write(view[:half])
+        self.f.flush()
+        self.race.second_half_written.set()
+        self.race.first_read.wait(5)
+        self.f.write(view[half:])
+        return len(view)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+
+def test_two_builds_at_once_never_put_a_half_written_artifact_in_place(project, tmp_path, monkeypatch):
+    # GIVEN two `tmctl up` runs building the same artifact at once, in the race's worst order
+    build = build_dir(tmp_path)
+    race = Interleaving(monkeypatch, build)
+    seen: dict[str, tuple[bytes, str]] = {}
+    errors: list[BaseException] = []
+
+    def run(name: str) -> None:
+        try:
+            art = package.function_artifact(project, build, "TaskApiCodeKey", "task_api")
+            seen[name] = (art.path.read_bytes(), art.sha256)  # what `up` would upload next
+            race.first_read.set()
+        except BaseException as err:  # noqa: BLE001 - reported below, with the other build's
+            errors.append(err)
+            race.first_read.set()
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in ("one", "two")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+
+    # THEN each build finds its artifact whole (the bytes its key names), neither fails,
+    # and no temp file is left behind
+    assert race.opened == 2, "both builds wrote the artifact"
+    assert {name: hashlib.sha256(data).hexdigest() == sha for name, (data, sha) in seen.items()} == {
+        "one": True, "two": True}
+    assert errors == []
+    assert [p.name for p in build.iterdir()] == [f"task_api-{seen['one'][1][:20]}.zip"]
+
+
+def test_a_cached_artifact_that_is_not_whole_is_built_again(project, tmp_path):
+    # GIVEN an artifact cut short in the build dir (a run killed by an older tmctl, a full disk)
+    build = build_dir(tmp_path)
+    art = package.function_artifact(project, build, "TaskApiCodeKey", "task_api")
+    whole = art.path.read_bytes()
+    art.path.write_bytes(whole[: len(whole) // 2])
+
+    # WHEN the same code is built again, THEN the artifact is whole again, under the same key
+    again = package.function_artifact(project, build, "TaskApiCodeKey", "task_api")
+    assert (again.key, again.path.read_bytes()) == (art.key, whole)
 
 
 def test_build_all_on_the_real_project(tmp_path, template):

@@ -3,7 +3,9 @@ change set, executed and followed to a final status with its events."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -12,7 +14,7 @@ from typing import Protocol
 
 from botocore.exceptions import ClientError
 
-from tmctl.core.errors import AUTH_CODES, DeployFailed, error_code, from_client_error
+from tmctl.core.errors import AUTH_CODES, DeployFailed, TmctlError, error_code, from_client_error
 from tmctl.core.local.limits import Machine, local_limits
 from tmctl.core.package import Artifact
 from tmctl.core.stack import describe_stack
@@ -140,18 +142,43 @@ def ensure_bucket(s3, bucket: str, region: str, owner: str) -> bool:
     return True
 
 
+def read_artifact(art: Artifact) -> tuple[bytes, str]:
+    """The artifact's bytes as read for upload, and their SHA-256 in base64 (S3's
+    ChecksumSHA256). Refused unless they hash to the SHA-256 its key names: under
+    a content-hash key, wrong bytes would stay in the bucket for good. The bad
+    file is removed, so the next run builds it again."""
+    data = art.path.read_bytes()
+    digest = hashlib.sha256(data).digest()
+    if digest.hex() != art.sha256:
+        art.path.unlink(missing_ok=True)
+        raise TmctlError(f"artifact {art.path} does not hold the bytes its key {art.key} names (written part way, "
+                         "or changed since it was built); removed it, nothing was uploaded",
+                         "run the command again: the artifact is built afresh")
+    return data, base64.b64encode(digest).decode()
+
+
 def upload_artifacts(s3, bucket: str, owner: str, artifacts: list[Artifact]) -> list[str]:
-    """Upload what the bucket lacks; keys are content hashes, so present = same bytes."""
+    """Upload what the bucket lacks; keys are content hashes, so present = same bytes,
+    unless S3's stored SHA-256 says otherwise (bytes an older tmctl uploaded from a
+    half-written zip): those are replaced. What goes up is checked twice: the bytes
+    read must hash to their key, and S3 is handed their SHA-256 and refuses
+    (BadDigest) any body that does not match it."""
     uploaded = []
     for art in artifacts:
         try:
-            s3.head_object(Bucket=bucket, Key=art.key, ExpectedBucketOwner=owner)
-            continue
+            head = s3.head_object(Bucket=bucket, Key=art.key, ExpectedBucketOwner=owner, ChecksumMode="ENABLED")
+            stored = head.get("ChecksumSHA256")  # absent: uploaded without one, nothing to compare
+            if stored is None or stored == base64.b64encode(bytes.fromhex(art.sha256)).decode():
+                continue
         except ClientError as err:
             if error_code(err) not in {"404", "NoSuchKey", "NotFound"}:
                 raise from_client_error(err, f"artifact {art.key}") from err
-        s3.put_object(Bucket=bucket, Key=art.key, Body=art.path.read_bytes(), ChecksumAlgorithm="SHA256",
-                      ExpectedBucketOwner=owner)
+        data, checksum = read_artifact(art)
+        try:
+            s3.put_object(Bucket=bucket, Key=art.key, Body=data, ChecksumAlgorithm="SHA256", ChecksumSHA256=checksum,
+                          ExpectedBucketOwner=owner)
+        except ClientError as err:
+            raise from_client_error(err, f"uploading artifact {art.key}") from err
         uploaded.append(art.key)
     return uploaded
 
@@ -296,9 +323,9 @@ def execute_change_set(cfn, target: Target, cs: ChangeSet, *, progress: Progress
     started = time.monotonic() if started is None else started
     if cs.empty:
         return DeployResult(target.stack_name, False, cs.stack_status or "?", seconds=time.monotonic() - started)
-    since = time.time() - 1
+    before = newest_event(cfn, target.stack_name)
     cfn.execute_change_set(ChangeSetName=cs.id)
-    status, events = follow_stack(cfn, target.stack_name, since, progress, timeout)
+    status, events = follow_stack(cfn, target.stack_name, before, progress, timeout)
     result = DeployResult(target.stack_name, True, status, changes=cs.changes, seconds=time.monotonic() - started)
     if status not in TERMINAL_OK:
         reason = first_failure(events)
@@ -331,9 +358,33 @@ def event_line(ev: dict) -> str:
     return f"{stamp} {ev['ResourceStatus']:<28} {ev['LogicalResourceId']} ({ev.get('ResourceType', '?')}){reason}"
 
 
-def follow_stack(cfn, stack_name: str, since: float, progress: Progress, timeout: float) -> tuple[str, list[dict]]:
-    """Poll until the stack settles, reporting each new event once, oldest first.
-    Failures are never `detail` lines: a terminal keeps them on screen."""
+def newest_event(cfn, stack_name: str) -> dict | None:
+    """The stack's newest event right now (DescribeStackEvents lists newest
+    first, so its first page is enough); None when it has none or does not
+    exist. Taken just before an operation, it marks where that operation's
+    events begin by CloudFormation's own ids and clock: this machine's clock,
+    which may run ahead of AWS's, decides nothing."""
+    try:
+        events = cfn.describe_stack_events(StackName=stack_name).get("StackEvents", [])
+    except ClientError as err:
+        if error_code(err) == "ValidationError":  # no such stack (yet): every event it gets is new
+            return None
+        raise
+    return events[0] if events else None
+
+
+def _before(ev: dict, mark: dict | None) -> bool:
+    """Whether `ev` is from before the operation: `mark` itself (newest_event,
+    taken just before it), or older than `mark` by CloudFormation's clock,
+    should `mark` ever be missing from the list."""
+    return mark is not None and (ev["EventId"] == mark["EventId"] or ev["Timestamp"] < mark["Timestamp"])
+
+
+def follow_stack(cfn, stack_name: str, before: dict | None, progress: Progress,
+                 timeout: float) -> tuple[str, list[dict]]:
+    """Poll until the stack settles, reporting each event newer than `before`
+    (newest_event taken before the operation; None: every event) once, oldest
+    first. Failures are never `detail` lines: a terminal keeps them on screen."""
     seen: set[str] = set()
     events: list[dict] = []
     deadline = time.monotonic() + timeout
@@ -343,7 +394,7 @@ def follow_stack(cfn, stack_name: str, since: float, progress: Progress, timeout
         for page in cfn.get_paginator("describe_stack_events").paginate(StackName=stack_name):
             stop = False
             for ev in page["StackEvents"]:
-                if ev["Timestamp"].timestamp() < since:
+                if _before(ev, before):  # newest first: the rest, and the pages after, are older still
                     stop = True
                     break
                 if ev["EventId"] not in seen:
@@ -376,11 +427,12 @@ def delete_stack(cfn, target: Target, *, progress: Progress = no_progress, timeo
     stack = describe_stack(cfn, target)
     if stack is None:
         return False
-    since = time.time() - 1
+    # Followed by its id: AWS still describes a deleted stack by id (DELETE_COMPLETE), not by name.
+    stack_ref = stack.get("StackId", target.stack_name)
+    before = newest_event(cfn, stack_ref)
     cfn.delete_stack(StackName=target.stack_name)
     try:
-        # Followed by its id: AWS still describes a deleted stack by id (DELETE_COMPLETE), not by name.
-        status, events = follow_stack(cfn, stack.get("StackId", target.stack_name), since, progress, timeout)
+        status, events = follow_stack(cfn, stack_ref, before, progress, timeout)
     except ClientError as err:
         if error_code(err) == "ValidationError":  # gone: CloudFormation's "does not exist"
             return True

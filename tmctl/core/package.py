@@ -5,9 +5,12 @@ key, so unchanged code is never uploaded again and CloudFormation sees no change
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata as md
 import io
+import os
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,13 +65,37 @@ def _tree(root: Path, prefix: str = "") -> list[tuple[str, Path]]:
     return [(prefix + p.relative_to(root).as_posix(), p) for p in root.rglob("*") if _wanted(p)]
 
 
+def _write_whole(path: Path, data: bytes) -> None:
+    """Put `data` at `path` so no reader ever finds it half written: written to
+    a temp file of this writer's own beside it (same filesystem: the rename is
+    atomic), then renamed over it. With one fixed temp name, two runs at once
+    wrote into the same file, and one renamed the other's half-written bytes
+    into place, to be uploaded under the key of the whole."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _holds(path: Path, sha: str) -> bool:
+    """Whether `path` holds exactly the bytes whose SHA-256 is `sha`: a cached
+    artifact cut short or changed since is built again, never trusted by name."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest() == sha
+    except FileNotFoundError:
+        return False
+
+
 def _store(build_dir: Path, stem: str, data: bytes, suffix: str = ".zip") -> tuple[Path, str]:
     sha = hashlib.sha256(data).hexdigest()
     path = build_dir / f"{stem}-{sha[:20]}{suffix}"
-    if not path.exists():
-        tmp = path.with_suffix(".part")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+    if not _holds(path, sha):
+        _write_whole(path, data)
     return path, sha
 
 
@@ -92,7 +119,7 @@ def layer_artifact(build_dir: Path) -> Artifact:
     if marker.exists():
         sha = marker.read_text().strip()
         path = build_dir / f"deps-layer-{sha[:20]}.zip"
-        if path.exists():
+        if _holds(path, sha):
             return Artifact(LAYER_PARAMETER, f"layers/deps-{sha[:20]}.zip", path, sha)
     entries: list[tuple[str, Path]] = []
     for dist in dists:
@@ -104,7 +131,7 @@ def layer_artifact(build_dir: Path) -> Artifact:
                              "install tmctl with pip or pipx, which record every file of its dependencies")
         entries += found
     path, sha = _store(build_dir, "deps-layer", deterministic_zip(entries))
-    marker.write_text(sha)
+    _write_whole(marker, sha.encode())
     return Artifact(LAYER_PARAMETER, f"layers/deps-{sha[:20]}.zip", path, sha)
 
 
