@@ -18,8 +18,10 @@ import time
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from tmctl.core import lock
+from tmctl.core import up as up_module
 from tmctl.core.errors import ExitCode, TmctlError
 from tmctl.core.target import resolve_target
 
@@ -206,3 +208,46 @@ def test_an_aws_up_of_one_stage_waits_for_another(tmp_path):
             pass
     finally:
         held.release()
+
+
+def test_bring_up_deploys_under_the_lock_and_says_whom_it_waited_for(tmp_path, monkeypatch):
+    # bring_up is the tests' and benchmarks' `up`: the same one-at-a-time rule.
+    target = local_target(tmp_path)
+    seen: list[str] = []
+
+    def prepare(clients, target, **kwargs):
+        seen.append(must_wait(lambda **kw: lock.deploy_lock(target, **kw)))  # held while it deploys
+        return "plan"
+
+    monkeypatch.setattr(up_module, "prepare", prepare)
+    monkeypatch.setattr(up_module, "report_changes", lambda plan, progress: None)
+    monkeypatch.setattr(up_module, "apply", lambda clients, plan, **kwargs: "result")
+    held = HeldInThread(lock.deploy_lock(target))
+    threading.Timer(0.3, held.release).start()
+    lines: list[str] = []
+
+    assert up_module.bring_up(None, target, progress=lambda message, detail=False: lines.append(message)) == "result"
+    assert len(seen) == 1
+    assert len(lines) == 1 and lines[0].startswith(f"waiting for pid {os.getpid()} (deploying taskmanager-dev")
+
+
+def test_tmctl_up_waits_for_the_up_before_it(tmp_path, monkeypatch):
+    from tmctl.cli.app import app
+    from tmctl.core.local import emulator
+
+    # GIVEN another `up` of the same stack on the same endpoint, for longer than this one waits
+    monkeypatch.setattr(lock, "LOCAL_UP_WAIT", 0.5)
+    monkeypatch.setattr(emulator, "launch", lambda *a, **k: pytest.fail("the engine was touched without the lock"))
+    held = HeldInThread(lock.deploy_lock(local_target(tmp_path)))
+    try:
+        # WHEN `tmctl up` runs
+        result = CliRunner().invoke(app, ["up", "--local", "--endpoint-url", "http://127.0.0.1:45999"], env={
+            "TMCTL_STATE_DIR": str(tmp_path), "NO_COLOR": "1", "COLUMNS": "200"})
+    finally:
+        held.release()
+    # THEN it said whom it waited for, then gave up with one error line, before touching anything
+    assert result.exit_code == ExitCode.ERROR, result.output
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith(f"· waiting for pid {os.getpid()} (deploying taskmanager-dev to http://127.0.0.1:45999")
+    assert len(lines) == 2 and lines[1].startswith(f"tmctl: error: gave up after 0.5s waiting for pid {os.getpid()}")
+    assert result.stdout == ""
