@@ -369,6 +369,19 @@ def test_a_start_that_finds_an_engine_just_answering_still_finds_its_record(targ
     assert first.wait()[1].pid == proc.pid and len(engines.spawned) == 1
 
 
+def test_a_recorded_engine_still_booting_is_waited_for_not_doubled(target, spawn, engines):
+    # GIVEN a live engine of ours, recorded, not answering yet
+    booting_engine = spawn("ministack")
+    emulator.record_process(target, booting_engine.pid)
+    # WHEN a start comes
+    booting = emulator.launch(target)
+    engines.answering = True
+    _, proc = booting.wait()
+    # THEN it starts no second engine on the port: it waits for that one and names it
+    assert engines.spawned == []
+    assert proc.pid == booting_engine.pid and record(target)["pid"] == booting_engine.pid
+
+
 def test_serves_tells_which_process_holds_a_listening_port(backend, spawn):
     listener = subprocess.Popen([sys.executable, "-c", LISTENER], stdout=subprocess.PIPE, text=True)
     try:
