@@ -30,6 +30,7 @@ def up(
     Example: tmctl up --local    (AWS: tmctl up --stage prod --profile work --yes)
     """
     from tmctl.core.local import emulator
+    from tmctl.core.lock import deploy_lock
     from tmctl.core.up import apply, discard, prepare, report_changes
 
     st = state(ctx)
@@ -37,6 +38,7 @@ def up(
     target = st.target()
     if not target.local:
         out.require_answerable(f"deploying {target.stack_name} to AWS", yes)
+    ctx.with_resource(deploy_lock(target, waiting=out.progress))  # held until the command ends: one `up` at a time
     booting = emulator.launch(target) if target.local else None  # boots while artifacts are packaged
 
     def ready() -> None:

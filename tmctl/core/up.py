@@ -12,6 +12,7 @@ from pathlib import Path
 from tmctl.core import deploy as dep
 from tmctl.core import package
 from tmctl.core.bundle import project_dir
+from tmctl.core.lock import deploy_lock
 from tmctl.core.stack import StackInfo, load_stack
 from tmctl.core.target import Clients, Target
 
@@ -119,7 +120,9 @@ def apply(clients: Clients, plan: Plan, *, warm: bool = True, progress: dep.Prog
 def bring_up(clients: Clients, target: Target, *, overrides: dict[str, str] | None = None,
              warm: bool = True, progress: dep.Progress = dep.no_progress,
              ready: Callable[[], None] = lambda: None) -> UpResult:
-    """prepare + apply with no question: the local loop, the tests, the benchmarks."""
-    plan = prepare(clients, target, overrides=overrides, progress=progress, ready=ready)
-    report_changes(plan, progress)
-    return apply(clients, plan, warm=warm, progress=progress)
+    """prepare + apply with no question: the local loop, the tests, the benchmarks.
+    One at a time per stack and endpoint (a second waits, `progress` says for whom)."""
+    with deploy_lock(target, waiting=progress):
+        plan = prepare(clients, target, overrides=overrides, progress=progress, ready=ready)
+        report_changes(plan, progress)
+        return apply(clients, plan, warm=warm, progress=progress)

@@ -1,6 +1,10 @@
 """The local engine: detect what answers on the endpoint, start the embedded
 MiniStack as a background process (pid, start time and log in the state dir),
-stop it by pid once the pid is proven to still be that process."""
+stop it by pid once the pid is proven to still be that process.
+
+Starting and stopping take a per-port lock (tmctl.core.lock), so two tmctl
+never start two engines on one port; the process record is written once the
+engine answers, and never over the record of a live one."""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -20,12 +26,14 @@ from pathlib import Path
 from tmctl.core import settings
 from tmctl.core.errors import BackendUnreachable, TmctlError, UsageError
 from tmctl.core.local.limits import local_engine_env
+from tmctl.core.lock import Waiting, file_lock, lock_path, quiet
 from tmctl.core.target import Target
 
 MINISTACK = "ministack"
 LOCALSTACK = "localstack"
 HEALTH_PATHS = ((MINISTACK, "/_ministack/health"), (LOCALSTACK, "/_localstack/health"))
 START_TIMEOUT = 30.0
+START_LOCK_WAIT = 2 * START_TIMEOUT + 10.0  # its holder boots an engine (or stops one) and lets go
 
 
 @dataclass(frozen=True)
@@ -101,15 +109,27 @@ def process_info(pid: int) -> ProcessInfo | None:
     return ProcessInfo("ps:" + " ".join(parts[:5]), parts[5].strip()) if len(parts) == 6 else None
 
 
-def record_process(target: Target, pid: int) -> None:
-    """Remember the emulator just started. Read at once: until tmctl reaps its
-    child the pid cannot be reused, so this is that process's identity."""
-    info = process_info(pid)  # its command line may not be set yet (exec in progress); its start time is
+def record_process(target: Target, pid: int) -> bool:
+    """Remember the emulator just started, once it answers; False (nothing
+    written) when a live emulator of ours is recorded already: the record names
+    the one process `local stop` stops, and another's is never overwritten.
+    Written whole or not at all (a unique temp file, then os.replace). Callers
+    hold the port's start lock, so the check and the write are not raced by tmctl."""
+    current = read_process(target)
+    if current is not None and current.pid != pid:
+        return False
+    info = process_info(pid)
     wd = workdir(target)
-    data = {"pid": pid, "started": info.started if info else None}
-    tmp = wd / (RECORD_FILE + ".part")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(wd / RECORD_FILE)
+    fd, tmp = tempfile.mkstemp(prefix=f".{RECORD_FILE}.", suffix=".tmp", dir=wd)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump({"pid": pid, "started": info.started if info else None}, f)
+        os.replace(tmp, wd / RECORD_FILE)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return True
 
 
 def forget_process(target: Target) -> None:
@@ -186,54 +206,158 @@ def emulator_env(target: Target, wd: Path, *, extra: dict[str, str] | None = Non
     return env
 
 
+def start_lock(target: Target, what: str, waiting: Waiting = quiet):
+    """One engine start (or stop) per port at a time, among tmctl sharing this state dir."""
+    return file_lock(lock_path(target.state_dir, f"engine-{target.port}"), f"{what} the emulator on port "
+                     f"{target.port}", timeout=START_LOCK_WAIT, waiting=waiting)
+
+
+def serves(pid: int, port: int) -> bool | None:
+    """Whether process `pid` holds the listening TCP socket on `port`; None when
+    the system cannot tell. Linux: its sockets in /proc; elsewhere `lsof`."""
+    if (PROC / "self" / "stat").exists():
+        inodes, tables = set(), 0
+        for table in ("tcp", "tcp6"):
+            try:
+                rows = (PROC / str(pid) / "net" / table).read_text().splitlines()[1:]
+            except OSError:
+                continue
+            tables += 1
+            for row in rows:  # sl local_address rem_address st … inode
+                fields = row.split()
+                if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{fields[9]}]")  # 0A: LISTEN
+        try:
+            fds = list((PROC / str(pid) / "fd").iterdir()) if tables else None
+        except OSError:
+            fds = None
+        if fds is None:
+            return None
+        return any(_readlink(fd) in inodes for fd in fds)
+    try:
+        out = subprocess.run(["lsof", "-nP", "-a", "-p", str(pid), f"-iTCP:{port}", "-sTCP:LISTEN", "-t"],  # noqa: S607
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return str(pid) in out.stdout.split()
+
+
+def _readlink(path: Path) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
+
+
 @dataclass
 class Launch:
     """An engine being brought up: `wait()` returns once it answers. Lets `up`
-    package artifacts and load boto3 while the emulator boots."""
+    package artifacts and load boto3 while the emulator boots. Until it answers
+    a thread of its own holds the port's start lock; it then records the engine
+    (or, if another engine took the port first, stops ours and reuses that one)
+    whether or not anyone waits, so an interrupted `up` leaves no unrecorded engine."""
 
     target: Target
     timeout: float
     engine: Engine | None = None
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen | None = None  # None: an engine of ours already recorded, still booting
     log_path: Path | None = None
+    _thread: threading.Thread | None = field(default=None, init=False, repr=False)
+    _outcome: tuple[Engine, EmulatorProcess | None] | None = field(default=None, init=False, repr=False)
+    _error: BaseException | None = field(default=None, init=False, repr=False)
 
     def wait(self) -> tuple[Engine, EmulatorProcess | None]:
-        if self.engine is not None:  # something already answered
+        if self._thread is None:  # something already answered
             return self.engine, read_process(self.target)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        self.engine = self._outcome[0]
+        return self._outcome
+
+    def _settle(self, lock: contextlib.ExitStack) -> None:
+        self._thread = threading.Thread(target=self._run, args=(lock,), name=f"tmctl-engine-{self.target.port}")
+        self._thread.start()  # not a daemon: the process exits only once the engine is recorded or ended
+
+    def _run(self, lock: contextlib.ExitStack) -> None:
+        try:
+            with lock:
+                self._outcome = self._until_it_answers()
+        except BaseException as err:  # noqa: BLE001 - handed to wait()
+            self._error = err
+
+    def _until_it_answers(self) -> tuple[Engine, EmulatorProcess | None]:
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             engine = probe(self.target.endpoint_url, timeout=0.3)
             if engine is not None:
-                self.engine = engine
-                return engine, EmulatorProcess(self.proc.pid, self.target.port, self.log_path, self.log_path.parent)
-            if self.proc.poll() is not None:
+                return self._claim(engine)
+            if self.proc is not None and self.proc.poll() is not None:
                 tail = self.log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(empty log)"]
                 raise TmctlError(f"the embedded emulator exited with {self.proc.returncode}: {tail[0]}",
                                  f"see {self.log_path}; is port {self.target.port} taken?")
             time.sleep(0.05)
-        stop(self.target)
+        if self.proc is None:
+            recorded = read_process(self.target)
+            raise BackendUnreachable(f"the emulator tmctl started on port {self.target.port}"
+                                     f"{f' (pid {recorded.pid})' if recorded else ''} does not answer",
+                                     f"`tmctl local stop`, then retry; see {self.log_path}")
+        _end_launched(self.proc)  # no record of it yet: ended through the child we hold
         raise BackendUnreachable(f"the embedded emulator did not answer within {self.timeout:.0f}s",
                                  f"see {self.log_path}")
 
+    def _claim(self, engine: Engine) -> tuple[Engine, EmulatorProcess | None]:
+        """Something answers: ours (record it), or another engine that took the port first (end ours)."""
+        if self.proc is None:
+            return engine, read_process(self.target)
+        pid, port = self.proc.pid, self.target.port
+        listening = serves(pid, port)  # None: cannot tell; then an answer while ours runs counts as ours
+        if self.proc.poll() is None and listening is not False:
+            if record_process(self.target, pid):
+                return engine, EmulatorProcess(pid, port, self.log_path, self.log_path.parent)
+            recorded = read_process(self.target)
+            _end_launched(self.proc)
+            raise TmctlError(f"an emulator of tmctl's (pid {recorded.pid if recorded else '?'}) is recorded for "
+                             f"port {port} already; stopped the one just started (pid {pid})",
+                             "`tmctl local stop`, then retry")
+        # Ours found the port taken (it exits) or is about to: it goes, the one that answers serves.
+        _end_launched(self.proc, timeout=2.0)
+        return engine, read_process(self.target)
 
-def launch(target: Target, *, extra_env: dict[str, str] | None = None, timeout: float = START_TIMEOUT) -> Launch:
-    """Reuse whatever LocalStack-compatible engine answers; else start MiniStack (without waiting)."""
-    engine = probe(target.endpoint_url)
-    if engine is not None:
-        return Launch(target, timeout, engine=engine)
-    if not target.is_loopback:
-        raise BackendUnreachable(f"nothing answers on {target.endpoint_url}",
-                                 "start the engine there, or use a localhost endpoint to get the embedded one")
-    wd = workdir(target)
-    (wd / "tmp").mkdir(parents=True, exist_ok=True)
-    log_path = wd / "ministack.log"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed args
+
+def _spawn(target: Target, wd: Path, extra_env: dict[str, str] | None) -> subprocess.Popen:
+    with open(wd / "ministack.log", "ab") as log:
+        return subprocess.Popen(  # noqa: S603 - our own interpreter, fixed args
             [sys.executable, "-m", "ministack"], env=emulator_env(target, wd, extra=extra_env),
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=wd,
         )
-    record_process(target, proc.pid)
-    return Launch(target, timeout, proc=proc, log_path=log_path)
+
+
+def launch(target: Target, *, extra_env: dict[str, str] | None = None, timeout: float = START_TIMEOUT,
+           waiting: Waiting = quiet) -> Launch:
+    """Reuse whatever LocalStack-compatible engine answers; else start MiniStack (without waiting).
+    `waiting` is told once if another tmctl is starting or stopping the engine on this port."""
+    if not target.is_loopback:
+        engine = probe(target.endpoint_url)
+        if engine is not None:
+            return Launch(target, timeout, engine=engine)
+        raise BackendUnreachable(f"nothing answers on {target.endpoint_url}",
+                                 "start the engine there, or use a localhost endpoint to get the embedded one")
+    wd = workdir(target)
+    lock = contextlib.ExitStack()
+    with lock:
+        # Looked at under the lock: whoever starts an engine here holds it until that engine is recorded
+        # (or ended), so reusing one that just began to answer still finds its record.
+        lock.enter_context(start_lock(target, "starting", waiting))
+        engine = probe(target.endpoint_url)
+        if engine is not None:
+            return Launch(target, timeout, engine=engine)
+        (wd / "tmp").mkdir(parents=True, exist_ok=True)
+        # A live engine of ours recorded but not answering yet is waited for, never doubled.
+        proc = None if read_process(target) is not None else _spawn(target, wd, extra_env)
+        booting = Launch(target, timeout, proc=proc, log_path=wd / "ministack.log")
+        booting._settle(lock.pop_all())  # the lock goes with it, released once the engine answers
+        return booting
 
 
 def start(target: Target, *, extra_env: dict[str, str] | None = None, timeout: float = START_TIMEOUT) -> tuple[
@@ -244,19 +368,30 @@ def start(target: Target, *, extra_env: dict[str, str] | None = None, timeout: f
 def stop(target: Target, timeout: float = 10.0) -> int | None:
     """Stop the emulator tmctl started on this port (by its pid, with its
     worker processes), and remove its temp files. Returns the pid, or None."""
-    proc = read_process(target)
-    wd = workdir(target)
-    if proc is None:
-        forget_process(target)  # nothing of ours runs: a stale record must not outlive it
-        return None
+    with start_lock(target, "stopping"):  # never while another tmctl starts one here
+        proc = read_process(target)
+        wd = workdir(target)
+        if proc is None:
+            forget_process(target)  # nothing of ours runs: a stale record must not outlive it
+            return None
+        _signal_group(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _signal_group(proc.pid, signal.SIGKILL)  # stragglers: Lambda workers that ignored SIGTERM
+        forget_process(target)
+        shutil.rmtree(wd / "tmp", ignore_errors=True)
+        return proc.pid
+
+
+def _end_launched(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """End an engine this process started and has not recorded: its group, then reap it."""
     _signal_group(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _alive(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    _signal_group(proc.pid, signal.SIGKILL)  # stragglers: Lambda workers that ignored SIGTERM
-    forget_process(target)
-    shutil.rmtree(wd / "tmp", ignore_errors=True)
-    return proc.pid
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)  # workers left in its group
+    proc.wait()
 
 
 def _signal_group(pid: int, sig: int) -> None:
