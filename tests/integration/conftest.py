@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import socket
 import time
 from collections.abc import Iterator
@@ -30,7 +31,8 @@ from tmctl.core.stack import StackInfo
 from tmctl.core.target import Clients, Target, resolve_target
 from tmctl.core.up import bring_up
 
-STAGE = "it"
+# One stage per pytest-xdist worker: workers never share a stage, even on one external engine.
+STAGE = "it" + (f"-{os.environ['PYTEST_XDIST_WORKER']}" if os.environ.get("PYTEST_XDIST_WORKER") else "")
 # Which tasks fail where (taskID globs): the documented failure-injection switch.
 FAILURE_RULES = [
     {"at": "processor", "match": "poison-*"},

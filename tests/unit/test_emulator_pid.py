@@ -34,6 +34,9 @@ def backend(request, monkeypatch) -> str:
     """Run each test with Linux's /proc and with the `ps` fallback macOS uses."""
     if request.param == "ps":
         monkeypatch.setattr(emulator, "PROC", Path("/nonexistent-proc"))
+        # ps cuts a command line to the terminal's width (COLUMNS, else 80 when piped): a narrow one must
+        # not hide "ministack" from the check that a recorded pid is still the emulator.
+        monkeypatch.setenv("COLUMNS", "40")
     elif not (emulator.PROC / "self" / "stat").exists():
         pytest.skip("no /proc on this system")
     return request.param

@@ -101,7 +101,7 @@ def process_info(pid: int) -> ProcessInfo | None:
             return None
         return ProcessInfo(f"linux:{boot}:{stat[19]}", cmdline.strip())  # field 22: starttime
     try:
-        out = subprocess.run(["ps", "-o", "lstart=", "-o", "command=", "-p", str(pid)],  # noqa: S607 - POSIX ps
+        out = subprocess.run(["ps", "-ww", "-o", "lstart=", "-o", "command=", "-p", str(pid)],  # noqa: S607 - POSIX ps
                              capture_output=True, text=True, timeout=5, env={**os.environ, "LC_ALL": "C"}).stdout
     except (OSError, subprocess.SubprocessError):
         return None
