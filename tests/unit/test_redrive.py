@@ -35,7 +35,9 @@ MAIN_ARN = "arn:aws:sqs:us-east-1:123456789012:orders"
 
 
 @pytest.fixture
-def sqs():
+def sqs(monkeypatch):
+    # moto sleeps out a long poll on an empty queue: 1 s per worker thread at the end of each AWS-mode run
+    monkeypatch.setattr("tmctl.core.redrive.AWS_WAIT_SECONDS", 0)
     with mock_aws():
         yield boto3.client("sqs", region_name="us-east-1")
 
@@ -628,7 +630,7 @@ def test_cli_dry_run_export_on_aws_writes_each_message_that_would_move(sqs, tmp_
     assert depth(sqs, main) == 0
 
 
-def test_plan_chooses_the_move_task_only_when_nothing_selects(sqs):
+def test_plan_chooses_the_move_task_only_when_nothing_selects(sqs, monkeypatch):
     from tmctl.core.backend import Backend
     from tmctl.core.queues import resolve_pair
     from tmctl.core.redrive import plan_redrive
@@ -643,6 +645,7 @@ def test_plan_chooses_the_move_task_only_when_nothing_selects(sqs):
     assert not plan_redrive(sqs, aws, pair, RedriveOptions(), client_side=True).server_side
     assert not plan_redrive(sqs, Backend("ministack", "1", "http://x"), pair, RedriveOptions()).server_side
     # AWS's short poll can miss messages: a client-side run there long-polls
+    monkeypatch.setattr("tmctl.core.redrive.AWS_WAIT_SECONDS", 1)
     assert plan_redrive(sqs, aws, pair, RedriveOptions(), client_side=True).opts.wait_seconds == 1
     plan = plan_redrive(sqs, aws, pair, RedriveOptions(max_messages=2))
     assert plan.question() == "Move up to 2 message(s) from orders-dlq (0 there) to orders?"

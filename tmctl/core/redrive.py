@@ -36,6 +36,7 @@ LINEAGE_ORIGINAL_ID = "tmctl.redrive.originalMessageId"
 LINEAGE_COUNT = "tmctl.redrive.count"
 MOVE_TASK_DONE = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 SAMPLE_SIZE = 5
+AWS_WAIT_SECONDS = 1  # ReceiveMessage long poll on AWS, where a short poll samples only some servers
 
 
 @dataclass
@@ -758,7 +759,7 @@ def plan_redrive(sqs, backend: Backend, pair: QueuePair, opts: RedriveOptions, *
     if destination is not None:
         check_destination(source, destination)
     if not backend.is_emulator and opts.wait_seconds == 0:
-        opts = replace(opts, wait_seconds=1)  # a short poll on AWS may miss messages
+        opts = replace(opts, wait_seconds=AWS_WAIT_SECONDS)  # a short poll on AWS may miss messages
     return RedrivePlan(source, destination, opts, server_side=move_task and not opts.dry_run,
                        export_path=export, destination_given=bool(to), count=approximate_count(sqs, source.url))
 
