@@ -18,13 +18,18 @@ OFFLINE_ENV = {"TMCTL_ENDPOINT_URL": "http://127.0.0.1:9", "TMCTL_LOCAL": "", "N
 
 
 def walk(command, path=()):
+    """Every command, the lazily imported groups included (asked by name, as Click does)."""
     yield path, command
-    for name, sub in sorted(getattr(command, "commands", {}).items()):
-        yield from walk(sub, (*path, name))
+    if hasattr(command, "list_commands"):
+        ctx = command.make_context("tmctl", [], resilient_parsing=True)
+        for name in sorted(command.list_commands(ctx)):
+            yield from walk(command.get_command(ctx, name), (*path, name))
 
 
 def all_commands():
-    return [(" ".join(p), c) for p, c in walk(typer.main.get_command(app)) if p]
+    commands = [(" ".join(p), c) for p, c in walk(typer.main.get_command(app)) if p]
+    assert len(commands) > 30, "the walk lost commands"  # 38 on 2026-12-04
+    return commands
 
 
 @pytest.mark.parametrize(("path", "command"), all_commands(), ids=[p for p, _ in all_commands()])
@@ -93,3 +98,40 @@ def test_aws_with_no_region_anywhere_says_how_to_set_one(monkeypatch, tmp_path):
 
 def test_diff_is_a_command():
     assert "diff" in typer.main.get_command(app).commands
+
+
+GROUP_MODULES = ("tmctl.cli.tasks", "tmctl.cli.local", "tmctl.cli.queues", "tmctl.cli.executions",
+                 "tmctl.cli.iam", "tmctl.cli.config", "tmctl.cli.pipeline")
+
+
+def imported_after(*argv: str, env: dict | None = None) -> list[str]:
+    """The command groups a run of `tmctl ARGV` imported, in a fresh interpreter."""
+    import os
+
+    code = ("import sys; from tmctl.cli.app import app\n"
+            "try:\n    app(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            f"print(sorted(m for m in {GROUP_MODULES!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, check=True,
+                         env={**os.environ, **(env or {})}).stdout
+    return eval(out.strip().splitlines()[-1])  # noqa: S307 - our own print of a list of names
+
+
+def test_root_help_and_command_name_completion_import_no_command_group():
+    assert imported_after("--help") == []
+    assert imported_after(env={"_TMCTL_COMPLETE": "complete_bash", "COMP_WORDS": "tmctl ta",
+                               "COMP_CWORD": "1"}) == []
+
+
+def test_a_group_is_imported_when_it_runs_and_only_it():
+    assert imported_after("task", "--help") == ["tmctl.cli.tasks"]
+    assert imported_after("dlq", "redrive", "--help") == ["tmctl.cli.queues"]
+
+
+def test_the_root_help_lists_each_lazy_group_with_its_own_first_line():
+    from tmctl.cli.app import LAZY_GROUPS, load_group
+
+    assert set(LAZY_GROUPS) >= {"task", "local", "queue", "dlq", "executions", "iam", "config", "pipeline"}
+    for name, (_, line) in LAZY_GROUPS.items():
+        assert " ".join(load_group(name).help.split("\n\n")[0].split()) == line, name
+    listed = CliRunner().invoke(app, ["--help"], env={**OFFLINE_ENV, "COLUMNS": "300"}).stdout
+    assert all(f"  {name} " in listed for name in LAZY_GROUPS)

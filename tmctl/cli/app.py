@@ -9,7 +9,7 @@ from typer._click.exceptions import ClickException
 from typer.core import TyperGroup
 from typer.exceptions import Abort
 
-from tmctl.cli import config, doctor, executions, iam, local, logs, pipeline, queues, stack, tasks
+from tmctl.cli import doctor, logs, stack
 from tmctl.cli.context import State
 from tmctl.cli.options import OutputFormat
 
@@ -51,10 +51,75 @@ def hoist_global_options(args: list[str], options: dict[str, bool]) -> list[str]
     return front + rest
 
 
+# Command groups, imported only when one runs (or its own help or completion is asked for):
+# name → (module:attribute, the group's one-line help for `tmctl --help`; a unit test keeps
+# it equal to the group's own help).
+LAZY_GROUPS: dict[str, tuple[str, str]] = {
+    "task": ("tmctl.cli.tasks:app", "Create and read tasks through the HTTP API."),
+    "local": ("tmctl.cli.local:app", "Manage the local emulator (the embedded MiniStack by default)."),
+    "queue": ("tmctl.cli.queues:queue_app",
+              "The stack's main queue and its DLQ side by side (or any pair with --queue)."),
+    "dlq": ("tmctl.cli.queues:dlq_app", "The dead-letter queue: look at it, move its messages back, or empty it."),
+    "executions": ("tmctl.cli.executions:app", "Step Functions executions of the task workflow, with a step timeline."),
+    "iam": ("tmctl.cli.iam:app", "IAM of the deployed stack: what each role may do, and what it did."),
+    "config": ("tmctl.cli.config:app", "Read and change the stage's runtime configuration (SSM parameters under "
+                                       "/<app>/<stage>/), which the functions follow without a redeploy."),
+    "pipeline": ("tmctl.cli.pipeline:app",
+                 "The CI/CD pipeline: CodePipeline + CodeBuild deploying a stage on every push."),
+}
+
+
+def load_group(name: str):
+    """The Click group of a lazy command group, built from its Typer app."""
+    import importlib
+
+    module, _, attribute = LAZY_GROUPS[name][0].partition(":")
+    group = typer.main.get_group(getattr(importlib.import_module(module), attribute))
+    group.name = name
+    # Completion is installed from the root (`tmctl --install-completion`), not per group.
+    group.params = [p for p in group.params if p.name not in {"install_completion", "show_completion"}]
+    _plain_help(group)
+    return group
+
+
+def _plain_help(command) -> None:
+    """Plain help in every group, as the root's: Rich's import alone costs more than the help."""
+    command.rich_markup_mode = None
+    for sub in getattr(command, "commands", {}).values():
+        _plain_help(sub)
+
+
 class TmctlGroup(TyperGroup):
-    """The root command. Accepts its options anywhere on the line, and is the one
-    place errors become exit codes: domain errors carry their own, botocore
-    errors are mapped by their code, anything else is a one-line bug report."""
+    """The root command. Accepts its options anywhere on the line, imports a
+    command group only when it runs, and is the one place errors become exit
+    codes: domain errors carry their own, botocore errors are mapped by their
+    code, anything else is a one-line bug report."""
+
+    def list_commands(self, ctx):
+        return [*super().list_commands(ctx), *(n for n in LAZY_GROUPS if n not in self.commands)]
+
+    def get_command(self, ctx, name):
+        if name in LAZY_GROUPS and name not in self.commands:
+            self.add_command(load_group(name), name)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx, formatter):
+        """`tmctl --help` lists the lazy groups from their one-line help, importing none."""
+        rows = [(name, LAZY_GROUPS[name][1] if name in LAZY_GROUPS and name not in self.commands
+                 else self.get_command(ctx, name)) for name in self.list_commands(ctx)]
+        rows = [(name, c) for name, c in rows if isinstance(c, str) or (c is not None and not c.hidden)]
+        if rows:
+            limit = formatter.width - 6 - max(len(name) for name, _ in rows)
+            with formatter.section("Commands"):
+                formatter.write_dl([(name, _short(c, limit)) for name, c in rows])
+
+    def shell_complete(self, ctx, incomplete):
+        """Completing a command name imports nothing: lazy groups answer from the registry."""
+        from typer._click.shell_completion import CompletionItem
+
+        lazy = [CompletionItem(name, help=_short(LAZY_GROUPS[name][1], 45)) for name in LAZY_GROUPS
+                if name.startswith(incomplete) and name not in self.commands]
+        return [*super().shell_complete(ctx, incomplete), *lazy]
 
     def parse_args(self, ctx, args):
         if ctx.parent is None:
@@ -102,6 +167,15 @@ class TmctlGroup(TyperGroup):
                 raise _fail(str(mapped), mapped.exit_code) from None
             raise _fail(f"unexpected {type(err).__name__}: {err} (run with --debug for the traceback)",
                         ExitCode.ERROR) from None
+
+
+def _short(command, limit: int) -> str:
+    """A command's one-line help (Click's own shortening), or a registry line cut the same way."""
+    if not isinstance(command, str):
+        return command.get_short_help_str(limit)
+    from typer._click.utils import make_default_short_help
+
+    return make_default_short_help(command, limit)
 
 
 CREDENTIAL_ERRORS = frozenset({"NoCredentialsError", "PartialCredentialsError", "ProfileNotFound",
@@ -153,14 +227,6 @@ app.command("diff")(stack.diff)
 app.command("down")(stack.down)
 app.command("status")(stack.status)
 app.command("verify")(stack.verify)
-app.add_typer(tasks.app, name="task")
-app.add_typer(local.app, name="local")
-app.add_typer(queues.queue_app, name="queue")
-app.add_typer(queues.dlq_app, name="dlq")
-app.add_typer(executions.app, name="executions")
-app.add_typer(iam.app, name="iam")
-app.add_typer(config.app, name="config")
-app.add_typer(pipeline.app, name="pipeline")
 app.command("logs")(logs.logs)
 app.command("doctor")(doctor.doctor)
 
