@@ -400,3 +400,21 @@ def test_save_refuses_to_overwrite_a_file_without_force(aws, cli_stage):
     f, _a, _b = cli_stage
     result = CliRunner().invoke(app, ["snapshot", "save", str(f), "--stage", "a"], env=CLI_ENV)
     assert result.exit_code == ExitCode.USAGE and "--force" in result.stderr
+
+
+def test_on_aws_replace_waits_out_the_purge_only_when_a_queue_had_messages(aws, stages, tmp_path):
+    ddb, sqs, ssm = aws
+    a, b = stages
+    f = tmp_path / "a.snap.gz"
+    save(ddb, sqs, ssm, AWS, a, f)  # queues skipped: the file holds no messages
+    slept: list[float] = []
+
+    # GIVEN empty queues on b: no purge, no wait
+    load(ddb, sqs, ssm, plan_load(ddb, sqs, ssm, AWS, b, f, merge=False), sleep=slept.append)
+    assert 60 not in slept
+
+    # GIVEN a message in b's DLQ: purged, then AWS's minute is waited out before anything is sent
+    sqs.send_message(QueueUrl=b.dlq_url, MessageBody="old")
+    report = load(ddb, sqs, ssm, plan_load(ddb, sqs, ssm, AWS, b, f, merge=False), sleep=slept.append)
+    assert slept.count(60) == 1 and report.removed["dlq"] == 1
+    assert messages(sqs, b.dlq_url) == []

@@ -158,7 +158,8 @@ def load(
     file: FileArg,
     merge: Annotated[bool, typer.Option(
         "--merge", help="Keep what the stage holds; add the snapshot's tasks (overwriting by key), messages and "
-                        "parameters. Default: replace — empty the table and purge both queues first.")] = False,
+                        "parameters (messages are added: loading twice adds them twice). Default: replace — empty the "
+                        "table and purge both queues first.")] = False,
     yes: opt.Yes = False,
 ) -> None:
     """Load FILE into the stage, after checking the whole file (format version,
@@ -184,7 +185,8 @@ def load(
         out.progress(f"parameters stage {target.stage!r} does not have, skipped: {', '.join(plan.unknown_parameters)}")
     out.confirm(plan.question(), yes=yes)
     c = plan.info.header.counts
-    with _Bar(sum(c.values()), "loading") as bar, out.Reporter(f"loading into {target.stage}") as report:
-        result = load_snapshot(ddb, sqs, ssm, plan, on_progress=bar, notice=lambda m: report(m, detail=True))
+    # One live display at a time on a terminal (Rich refuses two): the bar, with notices as plain lines.
+    with _Bar(sum(c.values()), "loading") as bar:
+        result = load_snapshot(ddb, sqs, ssm, plan, on_progress=bar, notice=out.progress)
     out.emit(st, result.to_dict(), lambda: _render_load(result))
     check_outcome(result)

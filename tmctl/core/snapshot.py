@@ -719,7 +719,9 @@ def load(ddb, sqs, ssm, plan: LoadPlan, *, on_progress: Callable[[int], None] | 
         say(f"emptying {refs.table} and purging both queues")
         removed["tasks"], errs = empty_table(ddb, refs.table, key_names, workers, sleep)
         errors += errs
-        for role, url in (("main", refs.queue_url), ("dlq", refs.dlq_url)):
+        to_purge = [(role, url) for role, url in (("main", refs.queue_url), ("dlq", refs.dlq_url))
+                    if plan.existing[role]]  # an empty queue needs no purge (AWS: one per 60 s, then a wait)
+        for role, url in to_purge:
             removed[role] = plan.existing[role]
             try:
                 sqs.purge_queue(QueueUrl=url)
@@ -728,7 +730,7 @@ def load(ddb, sqs, ssm, plan: LoadPlan, *, on_progress: Callable[[int], None] | 
                     raise TmctlError(f"a purge of the {role} queue is already in progress (one per 60 s)",
                                      "wait a minute and load again; the table was already emptied") from None
                 raise
-        if plan.purge_settle_seconds:
+        if plan.purge_settle_seconds and to_purge:
             say(f"waiting {plan.purge_settle_seconds:.0f} s: AWS may still delete messages sent this soon "
                 "after PurgeQueue")
             sleep(plan.purge_settle_seconds)
