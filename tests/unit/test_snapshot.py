@@ -418,3 +418,18 @@ def test_on_aws_replace_waits_out_the_purge_only_when_a_queue_had_messages(aws, 
     report = load(ddb, sqs, ssm, plan_load(ddb, sqs, ssm, AWS, b, f, merge=False), sleep=slept.append)
     assert slept.count(60) == 1 and report.removed["dlq"] == 1
     assert messages(sqs, b.dlq_url) == []
+
+
+def test_save_on_aws_says_the_queues_are_skipped_or_what_receiving_costs(aws, cli_stage, tmp_path):
+    _f, _a, _b = cli_stage
+    skipped = CliRunner().invoke(app, ["snapshot", "save", str(tmp_path / "s.gz"), "--stage", "a", "-o", "json"],
+                                 env=CLI_ENV)
+    assert skipped.exit_code == 0, skipped.stderr
+    assert "queue skipped" in skipped.stderr and "--allow-receive" in skipped.stderr
+    assert json.loads(skipped.stdout)["counts"]["dlq"] == 0
+
+    received = CliRunner().invoke(app, ["snapshot", "save", str(tmp_path / "r.gz"), "--stage", "a",
+                                        "--allow-receive", "-o", "json"], env=CLI_ENV)
+    assert received.exit_code == 0, received.stderr
+    assert "receive count rises by one" in received.stderr
+    assert json.loads(received.stdout)["counts"] == {"tasks": 61, "main": 12, "dlq": 1, "config": 2}
