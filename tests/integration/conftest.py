@@ -175,3 +175,26 @@ def wait_for(fetch, done, timeout: float = 30.0, interval: float = 0.1):
         if done(value) or time.monotonic() > deadline:
             return value
         time.sleep(interval)
+
+
+@pytest.fixture
+def load_snapshot(env):
+    """Load a snapshot file (`tmctl snapshot save`) into the suite's stage, so a
+    test starts from a known state: `load_snapshot(path)` → the LoadReport,
+    asserted ok. Merge by default: what other tests of the session left stays;
+    `merge=False` empties the table and purges both queues first."""
+    from tmctl.core.backend import detect
+    from tmctl.core.config import config_path
+    from tmctl.core.snapshot import StageRefs, load, plan_load
+
+    refs = StageRefs(env.target.app, env.target.stage, env.stack.table, env.stack.queue_url, env.stack.dlq_url,
+                     config_path(env.target))
+
+    def _load(path, *, merge: bool = True):
+        c = env.clients
+        plan = plan_load(c.dynamodb, c.sqs, c.ssm, detect(env.target), refs, path, merge=merge)
+        report = load(c.dynamodb, c.sqs, c.ssm, plan)
+        assert report.ok, report.to_dict()
+        return report
+
+    return _load

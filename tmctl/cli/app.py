@@ -66,6 +66,9 @@ LAZY_GROUPS: dict[str, tuple[str, str]] = {
                                        "/<app>/<stage>/), which the functions follow without a redeploy."),
     "pipeline": ("tmctl.cli.pipeline:app",
                  "The CI/CD pipeline: CodePipeline + CodeBuild deploying a stage on every push."),
+    "snapshot": ("tmctl.cli.snapshot:app", "A stage's data as one portable file: tasks (every attribute), the "
+                                           "queue's and the DLQ's messages (byte-exact), config. Between engines, "
+                                           "ports and non-production stages."),
 }
 
 
