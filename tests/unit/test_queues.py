@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
 from moto import mock_aws
 from typer.testing import CliRunner
@@ -31,9 +30,9 @@ CLI_ENV = {"NO_COLOR": "1", "COLUMNS": "200", "TMCTL_STAGE": "dev"}
 
 
 @pytest.fixture
-def sqs():
+def sqs(aws_clients):
     with mock_aws():
-        yield boto3.client("sqs", region_name="us-east-1")
+        yield aws_clients["sqs"]  # the session's client: building one per test cost more than most tests
 
 
 def make_pair(sqs, name: str, max_receives: int = 3, fifo: bool = False) -> tuple[str, str]:

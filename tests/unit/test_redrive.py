@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
@@ -35,11 +34,11 @@ MAIN_ARN = "arn:aws:sqs:us-east-1:123456789012:orders"
 
 
 @pytest.fixture
-def sqs(monkeypatch):
+def sqs(monkeypatch, aws_clients):
     # moto sleeps out a long poll on an empty queue: 1 s per worker thread at the end of each AWS-mode run
     monkeypatch.setattr("tmctl.core.redrive.AWS_WAIT_SECONDS", 0)
     with mock_aws():
-        yield boto3.client("sqs", region_name="us-east-1")
+        yield aws_clients["sqs"]  # the session's client: building one per test cost more than most tests
 
 
 def everything(sqs, url: str) -> list[dict]:

@@ -8,7 +8,6 @@ import gzip
 import json
 from pathlib import Path
 
-import boto3
 import pytest
 from moto import mock_aws
 from typer.testing import CliRunner
@@ -80,12 +79,10 @@ def short_polls(monkeypatch):
 
 
 @pytest.fixture
-def aws():
+def aws(aws_clients):
+    # the session's clients (tests/unit/conftest.py): building three per test cost more than the test
     with mock_aws():
-        ddb = boto3.client("dynamodb", region_name="us-east-1")
-        sqs = boto3.client("sqs", region_name="us-east-1")
-        ssm = boto3.client("ssm", region_name="us-east-1")
-        yield ddb, sqs, ssm
+        yield aws_clients["dynamodb"], aws_clients["sqs"], aws_clients["ssm"]
 
 
 @pytest.fixture
@@ -93,12 +90,16 @@ def stages(aws):
     ddb, sqs, ssm = aws
     a, b = make_stage(ddb, sqs, ssm, "a"), make_stage(ddb, sqs, ssm, "b")
     ddb.put_item(TableName=a.table, Item=RICH_ITEM)
-    for i in range(60):  # more than one BatchWriteItem and SendMessageBatch
-        ddb.put_item(TableName=a.table, Item={"taskID": {"S": f"t-{i:03d}"}, "status": {"S": "COMPLETED"}})
+    for start in range(0, 60, 25):  # more than one BatchWriteItem and SendMessageBatch
+        ddb.batch_write_item(RequestItems={a.table: [
+            {"PutRequest": {"Item": {"taskID": {"S": f"t-{i:03d}"}, "status": {"S": "COMPLETED"}}}}
+            for i in range(start, min(60, start + 25))]})
     sqs.send_message(QueueUrl=a.dlq_url, MessageBody='{"taskID": "task-rich"}', MessageAttributes=MESSAGE_ATTRS)
-    for i in range(12):
-        sqs.send_message(QueueUrl=a.queue_url, MessageBody=f"  body {i} ✓ not json ",
-                         MessageAttributes={"i": {"DataType": "Number", "StringValue": str(i)}})
+    for start in (0, 10):
+        sqs.send_message_batch(QueueUrl=a.queue_url, Entries=[
+            {"Id": str(i), "MessageBody": f"  body {i} ✓ not json ",
+             "MessageAttributes": {"i": {"DataType": "Number", "StringValue": str(i)}}}
+            for i in range(start, min(12, start + 10))])
     ssm.put_parameter(Name=a.config_path + "intake", Value="paused", Type="String", Overwrite=True)
     ssm.put_parameter(Name=a.config_path + "failure-injection", Value='[{"at":"processor","match":"poison-*"}]',
                       Type="String", Overwrite=True)
