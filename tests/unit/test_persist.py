@@ -259,3 +259,24 @@ def test_an_interrupted_task_is_marked_failed_once_then_retried_as_a_labelled_ex
     done = reconcile.rerun_service_restarts(None, stack.ddb, _Info(stack))
     assert started == ["hung2"] and done[0].result == "started hung2-m1-retry1"
     assert reconcile.rerun_service_restarts(None, stack.ddb, _Info(stack), dry_run=True)[0].result == "would re-run"
+
+
+def test_an_exited_engine_whose_parent_has_not_reaped_it_counts_as_stopped(target):
+    # `tmctl local stop` run from another process than the engine's parent sees a zombie:
+    # it has exited (and saved); waiting out the timeout for it would mark the stop unclean.
+    if not (emulator.PROC / "self" / "stat").exists():
+        pytest.skip("no /proc on this system")
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', 'pass']); "
+        "print(p.pid, flush=True); time.sleep(30)")], stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(parent.stdout.readline())
+        deadline = time.monotonic() + 5
+        while (emulator.PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert not emulator._alive(pid)
+    finally:
+        parent.kill()
+        parent.wait(5)
+        parent.stdout.close()

@@ -186,6 +186,12 @@ def _alive(pid: int) -> bool:
         done, _ = os.waitpid(pid, os.WNOHANG)
         return done == 0
     except ChildProcessError:
+        pass
+    # Another process's zombie (the engine's parent has not reaped it yet) has exited all the same:
+    # waiting for it would turn a clean stop into a timeout.
+    try:
+        return (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
         return True
 
 
