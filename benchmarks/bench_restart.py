@@ -94,11 +94,16 @@ def message_view(m: dict) -> dict:
                                   "SentTimestamp", "ReceiveCount")}
 
 
-def wait_statuses(clients: Clients, stack, want: dict[str, int], timeout: float) -> Counter:
+def wait_statuses(clients: Clients, stack, want: dict[str, int], timeout: float, still: float = 15.0) -> Counter:
+    """Until the counts reach `want`, or stop moving for `still` seconds (a task stuck for another
+    reason is reported, not waited for), or `timeout`."""
     deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
     while True:
         by = Counter(t["status"] for t in scan(clients.dynamodb, stack.table))
-        if all(by[s] >= n for s, n in want.items()) or time.monotonic() > deadline:
+        if by != last:
+            last, since = by, time.monotonic()
+        if all(by[s] >= n for s, n in want.items()) or time.monotonic() > min(deadline, since + still):
             return by
         time.sleep(1.0)
 
@@ -155,6 +160,12 @@ def main() -> None:
             list(pool.map(post, ids))
         by = wait_statuses(clients, stack, {"COMPLETED": completed_n, "DEAD_LETTERED": args.poison}, 300)
         print(f"posted {len(ids)} tasks, settled in {time.monotonic() - t:.1f}s: {dict(by)}")
+        for task in scan(clients.dynamodb, stack.table):
+            if task["status"] not in ("COMPLETED", "DEAD_LETTERED"):  # stuck before any restart: said, not hidden
+                runs = [e for e in clients.stepfunctions.list_executions(
+                    stateMachineArn=stack.state_machine_arn)["executions"] if e["name"].startswith(task["taskID"])]
+                print(f"  not settled: {task['taskID']} {task['status']}, executions "
+                      f"{[(e['name'], e['status']) for e in runs]}")
 
         mapping = clients.lambda_.list_event_source_mappings(
             FunctionName=stack.out("EventProcessorFunctionName"))["EventSourceMappings"][0]["UUID"]
