@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 import time
@@ -280,3 +281,54 @@ def test_an_exited_engine_whose_parent_has_not_reaped_it_counts_as_stopped(targe
         parent.kill()
         parent.wait(5)
         parent.stdout.close()
+
+
+# ------------------------------------------------------------------ the commands
+
+CLI_ENV = {"TMCTL_ENDPOINT_URL": "http://127.0.0.1:9", "TMCTL_LOCAL": "", "NO_COLOR": "1", "COLUMNS": "200"}
+
+
+def _saved_dir(tmp_path: Path) -> Path:
+    wd = tmp_path / "emulator-9"
+    (wd / "state" / "lambda-blobs").mkdir(parents=True)
+    (wd / "state" / "dynamodb.json").write_text('{"__ministack_format__": 2, "payload": {}}')
+    (wd / "s3-data" / "000000000000").mkdir(parents=True)
+    return wd
+
+
+@pytest.fixture
+def nothing_answers(monkeypatch):
+    from tmctl.core.local import localstack
+
+    monkeypatch.setattr(emulator, "probe", lambda *a, **k: None)
+    monkeypatch.setattr(localstack, "client_if_available", lambda: None)
+
+
+def test_local_reset_asks_and_with_yes_removes_every_saved_thing(tmp_path, nothing_answers):
+    from typer.testing import CliRunner
+
+    from tmctl.cli.app import app
+
+    wd = _saved_dir(tmp_path)
+    env = {**CLI_ENV, "TMCTL_STATE_DIR": str(tmp_path)}
+    asked = CliRunner().invoke(app, ["local", "reset"], env=env)
+    assert asked.exit_code == 2 and "--yes" in asked.stderr and persist.state_files(wd)  # nothing removed
+    done = CliRunner().invoke(app, ["local", "reset", "--yes"], env=env)
+    assert done.exit_code == 0, done.stderr
+    assert persist.state_files(wd) == [] and not (wd / "s3-data").exists()
+    assert not (wd / "state" / "lambda-blobs").exists()
+
+
+def test_local_status_says_where_the_state_lives_and_when_it_was_saved(tmp_path, nothing_answers):
+    from typer.testing import CliRunner
+
+    from tmctl.cli.app import app
+
+    wd = _saved_dir(tmp_path)
+    os.utime(wd / "state" / "dynamodb.json", (1_700_000_000, 1_700_000_000))
+    env = {**CLI_ENV, "TMCTL_STATE_DIR": str(tmp_path)}
+    result = CliRunner().invoke(app, ["local", "status", "-o", "json"], env=env)
+    assert result.exit_code == 4  # nothing answers on port 9
+    data = json.loads(result.stdout)
+    assert data["stateDir"] == str(wd / "state") and data["persist"] is True
+    assert data["stateSavedAt"] == "2023-11-14T22:13:20+00:00"

@@ -67,8 +67,8 @@ def after_start(ctx: typer.Context, booting) -> dict:
 
     saved = restored.saved_at.isoformat(timespec="seconds") if restored.saved_at else None
     if restored.crashed:
-        out.progress(f"warning: the last emulator on this port ended without `tmctl local stop` (a crash?): "
-                     f"the state is the one saved {'at ' + saved if saved else 'never (it starts empty)'}; "
+        out.progress("warning: the last emulator on this port ended without `tmctl local stop` (a crash or a "
+                     f"reboot?): the state is the one saved {'at ' + saved if saved else 'never (it starts empty)'}; "
                      "anything after that is lost")
     elif saved:
         out.progress(f"state restored from {restored.state_dir} (saved {saved})")
