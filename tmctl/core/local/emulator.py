@@ -101,6 +101,8 @@ def process_info(pid: int) -> ProcessInfo | None:
             boot = (PROC / "sys" / "kernel" / "random" / "boot_id").read_text().strip()
         except (OSError, IndexError):
             return None
+        if stat[0] == "Z":  # exited, not yet reaped by its parent: gone all the same
+            return None
         return ProcessInfo(f"linux:{boot}:{stat[19]}", cmdline.strip())  # field 22: starttime
     try:
         out = subprocess.run(["ps", "-o", "lstart=", "-o", "command=", "-p", str(pid)],  # noqa: S607 - POSIX ps
@@ -189,10 +191,9 @@ def _alive(pid: int) -> bool:
         pass
     # Another process's zombie (the engine's parent has not reaped it yet) has exited all the same:
     # waiting for it would turn a clean stop into a timeout.
-    try:
-        return (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
+    if (PROC / "self" / "stat").exists():
+        return process_info(pid) is not None
+    return True
 
 
 def emulator_env(target: Target, wd: Path, *, extra: dict[str, str] | None = None) -> dict[str, str]:
