@@ -188,3 +188,37 @@ def test_state_survives_stop_and_start_and_a_crash_warns_and_reset_empties(tmp_p
         for pid in engines_in(wd, set()):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
+
+
+def test_a_newer_engines_state_is_refused_never_half_loaded(tmp_path, monkeypatch):
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    target = dataclasses.replace(resolve_target(endpoint_url=endpoint, env={}), state_dir=tmp_path)
+    wd = emulator.workdir(target)
+    (wd / "state").mkdir(parents=True)
+    newer = '{"__ministack_format__": 99, "payload": {"queues": {}}}'
+    (wd / "state" / "sqs.json").write_text(newer)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TMCTL_") and k != "AWS_ENDPOINT_URL"}
+    env.update({"TMCTL_STATE_DIR": str(tmp_path), "TMCTL_ENDPOINT_URL": endpoint, "NO_COLOR": "1", "COLUMNS": "300"})
+    try:
+        # WHEN a user starts the engine: refused before it starts, in one line with the fix
+        run = Cli(env)("local", "start", check=False)
+        assert run.returncode == 1 and emulator.probe(endpoint) is None
+        lines = run.stderr.strip().splitlines()
+        assert len(lines) == 1 and "newer MiniStack" in lines[0] and "tmctl local reset" in lines[0], run.stderr
+        # AND if that check were missed, the engine's own refusal in its log ends it unsaved
+        from tmctl.core.local import persist
+
+        monkeypatch.setattr(persist, "check_versions", lambda wd: None)
+        with pytest.raises(persist.NewerStateError):
+            emulator.launch(target).wait()
+        assert emulator.probe(endpoint) is None and emulator.read_process(target) is None
+        assert (wd / "state" / "sqs.json").read_text() == newer  # never saved over
+        # AND --fresh starts from nothing
+        assert Cli(env)("local", "start", "--fresh").returncode == 0
+        assert not (wd / "state" / "sqs.json").exists() or "99" not in (wd / "state" / "sqs.json").read_text()
+    finally:
+        with contextlib.suppress(Exception):
+            emulator.stop(target, timeout=10)
+        for pid in engines_in(wd, set()):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)

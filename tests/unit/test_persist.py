@@ -332,3 +332,14 @@ def test_local_status_says_where_the_state_lives_and_when_it_was_saved(tmp_path,
     data = json.loads(result.stdout)
     assert data["stateDir"] == str(wd / "state") and data["persist"] is True
     assert data["stateSavedAt"] == "2023-11-14T22:13:20+00:00"
+
+
+def test_the_engines_own_refusal_is_read_from_its_log_after_the_offset(tmp_path):
+    log = tmp_path / "ministack.log"
+    old = ("2026-12-04 20:00:00 ERROR [persistence] Persistence: sqs state is format v9 but this MiniStack only "
+           "understands v2 — refusing to load (downgrade not supported)\n")
+    log.write_text(old)
+    assert persist.refusals(log, 0) == ["sqs state is format v9 but this MiniStack only understands v2 — "
+                                        "refusing to load (downgrade not supported)"]
+    assert persist.refusals(log, len(old.encode())) == []  # an earlier engine's line is not this one's
+    assert persist.refusals(tmp_path / "missing.log") == []

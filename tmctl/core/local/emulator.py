@@ -267,6 +267,7 @@ class Restored:
     saved_at: dt.datetime | None  # the last save (None: nothing saved)
     crashed: bool  # the previous engine ended without a clean stop: the state may be older than that
     in_flight: persist.InFlight  # messages received but not finished at the stop
+    log_offset: int = 0  # where the new engine's lines begin in its log
 
 
 def _before_spawn(target: Target, wd: Path, *, fresh: bool = False) -> Restored:
@@ -278,12 +279,19 @@ def _before_spawn(target: Target, wd: Path, *, fresh: bool = False) -> Restored:
         if fresh:
             persist.wipe(wd)
         persist.clear_clean_stop(wd)
-        return Restored(wd / persist.STATE, None, False, persist.InFlight())
+        return Restored(wd / persist.STATE, None, False, persist.InFlight(), _size(wd / "ministack.log"))
     persist.check_versions(wd)
     saved = persist.last_saved(wd)
-    restored = Restored(wd / persist.STATE, saved, crashed, persist.in_flight(wd))
+    restored = Restored(wd / persist.STATE, saved, crashed, persist.in_flight(wd), _size(wd / "ministack.log"))
     persist.clear_clean_stop(wd)  # written again only by the next clean stop
     return restored
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 @dataclass
@@ -351,6 +359,12 @@ class Launch:
         pid, port = self.proc.pid, self.target.port
         listening = serves(pid, port)  # None: cannot tell; then an answer while ours runs counts as ours
         if self.proc.poll() is None and listening is not False:
+            refused = persist.refusals(self.log_path, self.restored.log_offset) if self.restored else []
+            if refused:  # the check before the start missed it: end the engine unsaved, the files stay as they are
+                _signal_group(pid, signal.SIGKILL)
+                self.proc.wait()
+                raise persist.NewerStateError(f"the emulator refused part of its saved state: {refused[0]}",
+                                              "`tmctl local reset` (empties it) or `tmctl local start --fresh`")
             if record_process(self.target, pid):
                 return engine, EmulatorProcess(pid, port, self.log_path, self.log_path.parent)
             recorded = read_process(self.target)

@@ -104,6 +104,22 @@ def check_versions(wd: Path, supported=supported_format) -> None:
                               "or upgrade ministack")
 
 
+_REFUSAL = "refusing to load"  # MiniStack's log line for a state file newer than it reads
+
+
+def refusals(log: Path, offset: int = 0) -> list[str]:
+    """The engine's own refusals of a saved state file, logged since `offset`:
+    the safety net behind check_versions (an engine that half-loaded must not
+    run, nor save over the files it skipped)."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return []
+    return [line.split("Persistence: ", 1)[-1].strip() for line in text.splitlines() if _REFUSAL in line]
+
+
 # ------------------------------------------------------------------ clean stop / crash
 
 
