@@ -251,7 +251,7 @@ def test_an_interrupted_task_is_marked_failed_once_then_retried_as_a_labelled_ex
 
     _put(stack, "hung2", "PROCESSING")
     monkeypatch.setattr(reconcile, "find_service_restarts",
-                        lambda *a: [reconcile.Interrupted("hung2", "PROCESSING", "hung2-m1", "")])
+                        lambda *a, **k: [reconcile.Interrupted("hung2", "PROCESSING", "hung2-m1", "")])
     started = []
     import tmctl.core.executions as executions
 
@@ -343,3 +343,21 @@ def test_the_engines_own_refusal_is_read_from_its_log_after_the_offset(tmp_path)
                                         "refusing to load (downgrade not supported)"]
     assert persist.refusals(log, len(old.encode())) == []  # an earlier engine's line is not this one's
     assert persist.refusals(tmp_path / "missing.log") == []
+
+
+def test_after_a_start_only_failures_since_the_start_are_described(stack):
+    # Every business failure on record would otherwise cost a DescribeExecution at each start.
+    _put(stack, "old", "PROCESSING")
+    _put(stack, "hung", "PROCESSING")
+    since = dt.datetime(2026, 3, 10, 12, tzinfo=dt.UTC)
+    sfn = boto3.client("stepfunctions", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    listed = [_ex("hung-m1", "FAILED", 40, stopDate=since + dt.timedelta(seconds=2)),
+              _ex("old-m1", "FAILED", 10, stopDate=since - dt.timedelta(days=1))]
+    with Stubber(sfn) as stub:
+        stub.add_response("list_executions", {"executions": listed}, {"stateMachineArn": ARN})
+        stub.add_response("describe_execution", _ex("hung-m1", "FAILED", 40, error="States.ServiceRestart",
+                                                    stopDate=since + dt.timedelta(seconds=2)),
+                          {"executionArn": listed[0]["executionArn"]})
+        found = reconcile.find_service_restarts(sfn, stack.ddb, _Info(stack), stopped_since=since)
+        stub.assert_no_pending_responses()
+    assert [t.taskID for t in found] == ["hung"]

@@ -61,6 +61,8 @@ def after_start(ctx: typer.Context, booting) -> dict:
     restored = booting.restored
     if restored is None:
         return {}
+    import datetime as dt
+
     from tmctl.core.errors import NotFound
     from tmctl.core.local import persist
     from tmctl.core.stack import load_stack
@@ -82,7 +84,9 @@ def after_start(ctx: typer.Context, booting) -> dict:
         stack = load_stack(clients.cloudformation, clients.target)
     except NotFound:
         stack = None
-    done = persist.recover(clients.sqs, clients.stepfunctions, clients.dynamodb, stack, restored.in_flight)
+    # A restart's failures carry a stop time after the spawn (a second of slack for coarse clocks).
+    since = restored.spawned_at - dt.timedelta(seconds=1)
+    done = persist.recover(clients.sqs, clients.stepfunctions, clients.dynamodb, stack, restored.in_flight, since)
     if done.rerun:
         out.progress(f"{len(done.rerun)} workflow(s) interrupted by the stop run again: "
                      + ", ".join(f"{t.taskID} ({t.result})" for t in done.rerun[:5])

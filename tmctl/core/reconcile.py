@@ -160,11 +160,13 @@ class Interrupted:
     result: str = ""
 
 
-def find_service_restarts(sfn, ddb, stack: StackInfo) -> list[Interrupted]:
+def find_service_restarts(sfn, ddb, stack: StackInfo, *, stopped_since: dt.datetime | None = None
+                          ) -> list[Interrupted]:
     """Tasks still unfinished (PENDING/QUEUED/PROCESSING) whose newest execution
     FAILED with States.ServiceRestart: the engine stopped while it ran, and
     nothing will move the task on. A task retried since (a newer execution) or
-    already final is not one of them."""
+    already final is not one of them. `stopped_since` (the engine's start): only
+    executions failed since then are described, not every failure on record."""
     from tmctl.core.executions import describe_execution, list_executions
 
     everything = list_executions(sfn, stack.state_machine_arn, limit=None)
@@ -174,7 +176,7 @@ def find_service_restarts(sfn, ddb, stack: StackInfo) -> list[Interrupted]:
             newest[ex.task_id] = ex
     found = []
     for task_id, ex in newest.items():
-        if ex.status != "FAILED":
+        if ex.status != "FAILED" or (stopped_since and ex.stop and ex.stop < stopped_since):
             continue
         full = describe_execution(sfn, ex.arn)
         if full.error != SERVICE_RESTART:
@@ -211,14 +213,14 @@ def mark_interrupted(ddb, stack: StackInfo, task: Interrupted, now: dt.datetime 
     return True
 
 
-def rerun_service_restarts(sfn, ddb, stack: StackInfo, *, dry_run: bool = False,
-                           settle: float = 0.0) -> list[Interrupted]:
+def rerun_service_restarts(sfn, ddb, stack: StackInfo, *, dry_run: bool = False, settle: float = 0.0,
+                           stopped_since: dt.datetime | None = None) -> list[Interrupted]:
     """Find the tasks a restart left hanging and run each again as a labelled
     execution (`<name>-retry<n>`, through retry_task: the workflow records
     `retried` on the task and moves it on)."""
     from tmctl.core.executions import retry_task
 
-    found = find_service_restarts(sfn, ddb, stack)
+    found = find_service_restarts(sfn, ddb, stack, stopped_since=stopped_since)
     for task in found:
         if dry_run:
             task.result = "would re-run"

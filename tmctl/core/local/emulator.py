@@ -268,6 +268,7 @@ class Restored:
     crashed: bool  # the previous engine ended without a clean stop: the state may be older than that
     in_flight: persist.InFlight  # messages received but not finished at the stop
     log_offset: int = 0  # where the new engine's lines begin in its log
+    spawned_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))  # before it loaded anything
 
 
 def _before_spawn(target: Target, wd: Path, *, fresh: bool = False) -> Restored:

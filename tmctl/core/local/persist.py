@@ -227,7 +227,7 @@ class Recovery:
     rerun: list = field(default_factory=list)  # reconcile.Interrupted: workflows a restart ended, run again
 
 
-def recover(sqs, sfn, ddb, stack, pending: InFlight) -> Recovery:
+def recover(sqs, sfn, ddb, stack, pending: InFlight, started_at: dt.datetime | None = None) -> Recovery:
     """After an engine came back from saved state: run again the workflows the
     stop interrupted (States.ServiceRestart), then give back the messages that
     were in flight. `stack` None (not deployed on this stage): messages only."""
@@ -235,7 +235,7 @@ def recover(sqs, sfn, ddb, stack, pending: InFlight) -> Recovery:
 
     done = Recovery()
     if stack is not None:
-        done.rerun = rerun_service_restarts(sfn, ddb, stack)
+        done.rerun = rerun_service_restarts(sfn, ddb, stack, stopped_since=started_at)
     if pending.count:
         done.released = release_in_flight(sqs, pending)
     return done
