@@ -26,7 +26,7 @@ import pytest
 
 from tmctl.core import settings
 from tmctl.core.api import TaskApi
-from tmctl.core.local import emulator
+from tmctl.core.local import emulator, persist
 from tmctl.core.stack import StackInfo
 from tmctl.core.target import Clients, Target, resolve_target
 from tmctl.core.up import bring_up
@@ -122,7 +122,10 @@ def engine_target(tmp_path_factory) -> Iterator[tuple[Target, emulator.EmulatorP
     proc = None
     try:
         if not external:
-            _, proc = emulator.start(target)
+            # The session's engine forgets at its stop (saving takes seconds and nothing restarts it);
+            # test_restart.py runs its own engine with the default, persistence on.
+            _, proc = emulator.start(target, extra_env=persist.engine_env(emulator.workdir(target),
+                                                                          {settings.PERSIST.name: "0"}))
             assert proc is not None, f"something already answers on {endpoint}"
         yield target, proc
     finally:

@@ -287,8 +287,10 @@ def test_the_cli_starts_and_stops_the_container(monkeypatch, tmp_path):
 
 def test_the_default_engine_is_still_the_embedded_one(monkeypatch, tmp_path):
     seen = []
-    monkeypatch.setattr("tmctl.core.local.emulator.start",
-                        lambda t: seen.append(t) or (Engine("ministack", "1", ""), None))
+    from tmctl.core.local.emulator import Launch
+
+    monkeypatch.setattr("tmctl.core.local.emulator.launch",
+                        lambda t, **k: seen.append(t) or Launch(t, 1.0, engine=Engine("ministack", "1", "")))
     monkeypatch.setattr(localstack, "start", lambda *a, **k: pytest.fail("LocalStack started by default"))
     result = CliRunner().invoke(app, ["local", "start", "-o", "json"],
                                 env={**CLI_ENV, "TMCTL_STATE_DIR": str(tmp_path)})

@@ -65,6 +65,10 @@ def up(
                 out.progress(f"stopped following; CloudFormation goes on deploying {target.stack_name}: "
                              "see `tmctl status`")
             raise
+    if booting is not None:
+        from tmctl.cli.local import after_start
+
+        after_start(ctx, booting)  # an engine just started from saved state: what its stop interrupted
     if result.deploy.changed:
         out.progress(f"{len(result.uploaded)} artifact(s) uploaded, {len(result.deploy.changes)} resource "
                      f"change(s), {result.deploy.status} in {result.deploy.seconds:.1f}s")

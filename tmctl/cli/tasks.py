@@ -195,7 +195,9 @@ def reconcile(
     published) by replaying their identical create through the API; QUEUED ones
     long past the queue's delivery window with no execution and no message (the
     event was lost, e.g. purged) by sending their event again. A task can never
-    get a second workflow: the execution name is derived from the task.
+    get a second workflow: the execution name is derived from the task. And tasks
+    whose workflow an emulator restart ended (States.ServiceRestart): run again as
+    labelled executions, <name>-retry<n>.
 
     Example: tmctl task reconcile --dry-run
     """
@@ -209,6 +211,11 @@ def reconcile(
     results = run_reconcile(c.dynamodb, c.sqs, c.stepfunctions, task_api(info, c.session), info,
                             older_than=older_than, queued_after=window,
                             task_ids_in_queues=task_ids_in_queues(st.backend(), info), dry_run=dry_run)
+    from tmctl.core.reconcile import SERVICE_RESTART, StuckTask, rerun_service_restarts
+
+    # Workflows an emulator restart ended (States.ServiceRestart): run again as labelled executions.
+    results += [StuckTask(t.taskID, t.status, "", t.stoppedAt, f"{SERVICE_RESTART} ({t.execution})", t.result)
+                for t in rerun_service_restarts(c.stepfunctions, c.dynamodb, info, dry_run=dry_run)]
     out.emit(st, results, lambda: out.table(
         f"{len(results)} stuck task(s)" + (" (dry run)" if dry_run else ""),
         ["taskID", "status", "createdAt", "why", "result"],

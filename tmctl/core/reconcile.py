@@ -13,6 +13,11 @@ Two ways a task can stall between its two homes (the table and the queue):
   processor reads the task from the table) starts it; the execution name is
   derived from the task, so a message that was not lost after all still
   cannot start a second workflow.
+
+And one way the engine leaves a task hanging: a local engine stopped while
+the task's workflow ran (MiniStack fails such executions at its next start
+with States.ServiceRestart). The task is marked FAILED with that error and run
+again as a labelled execution, as `tmctl task retry` does.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from botocore.exceptions import ClientError
 from tmctl.core.api import TaskApi
 from tmctl.core.backend import Backend
 from tmctl.core.contract import CLIENT_FIELDS, Status, execution_name, task_created_message
-from tmctl.core.dynamo import from_item
+from tmctl.core.dynamo import from_item, get_task_item
 from tmctl.core.errors import error_code
 from tmctl.core.queues import inspect_messages
 from tmctl.core.stack import StackInfo
@@ -136,3 +141,92 @@ def reconcile(ddb, sqs, sfn, api: TaskApi, stack: StackInfo, *, older_than: floa
     for task in stuck:
         task.result = "would republish" if dry_run else republish(ddb, sqs, api, stack, task)
     return stuck
+
+
+# ------------------------------------------------------------------ executions a restart ended
+
+SERVICE_RESTART = "States.ServiceRestart"  # MiniStack: an execution RUNNING when the engine stopped
+_UNFINISHED = (Status.PENDING, Status.QUEUED, Status.PROCESSING)
+
+
+@dataclass
+class Interrupted:
+    """A task whose newest execution was ended by an engine restart, not by its workflow."""
+
+    taskID: str
+    status: str
+    execution: str
+    stoppedAt: str
+    result: str = ""
+
+
+def find_service_restarts(sfn, ddb, stack: StackInfo, *, stopped_since: dt.datetime | None = None
+                          ) -> list[Interrupted]:
+    """Tasks still unfinished (PENDING/QUEUED/PROCESSING) whose newest execution
+    FAILED with States.ServiceRestart: the engine stopped while it ran, and
+    nothing will move the task on. A task retried since (a newer execution) or
+    already final is not one of them. `stopped_since` (the engine's start): only
+    executions failed since then are described, not every failure on record."""
+    from tmctl.core.executions import describe_execution, list_executions
+
+    everything = list_executions(sfn, stack.state_machine_arn, limit=None)
+    newest: dict[str, object] = {}
+    for ex in everything:  # newest first: the first seen of a task is its newest
+        if ex.task_id and ex.task_id not in newest:
+            newest[ex.task_id] = ex
+    found = []
+    for task_id, ex in newest.items():
+        if ex.status != "FAILED" or (stopped_since and ex.stop and ex.stop < stopped_since):
+            continue
+        full = describe_execution(sfn, ex.arn)
+        if full.error != SERVICE_RESTART:
+            continue
+        item = get_task_item(ddb, stack.table, task_id)
+        if item is None or item.get("status") not in _UNFINISHED:
+            continue
+        found.append(Interrupted(task_id, str(item["status"]), full.name,
+                                 iso(full.stop) if full.stop else ""))
+    return found
+
+
+def mark_interrupted(ddb, stack: StackInfo, task: Interrupted, now: dt.datetime | None = None) -> bool:
+    """Record the restart's failure on the task (status FAILED, error, a `failed`
+    history entry), only if it is still in the status it was found in: then
+    `retry_task` can run it again like any failed task. False if it moved on."""
+    at = iso(now or dt.datetime.now(dt.UTC))
+    try:
+        ddb.update_item(
+            TableName=stack.table, Key={"taskID": {"S": task.taskID}},
+            UpdateExpression="SET #s = :failed, updatedAt = :at, #e = :e, #h = list_append(#h, :h)",
+            ConditionExpression="#s = :was",
+            ExpressionAttributeNames={"#s": "status", "#e": "error", "#h": "history"},
+            ExpressionAttributeValues={
+                ":failed": {"S": Status.FAILED}, ":was": {"S": task.status}, ":at": {"S": at},
+                ":e": {"M": {"code": {"S": SERVICE_RESTART}, "at": {"S": at},
+                             "message": {"S": f"execution {task.execution} was running when the engine stopped"}}},
+                ":h": {"L": [{"M": {"step": {"S": "failed"}, "outcome": {"S": "failed"}, "at": {"S": at},
+                                    "detail": {"S": SERVICE_RESTART}}}]}})
+    except ClientError as err:
+        if error_code(err) == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def rerun_service_restarts(sfn, ddb, stack: StackInfo, *, dry_run: bool = False, settle: float = 0.0,
+                           stopped_since: dt.datetime | None = None) -> list[Interrupted]:
+    """Find the tasks a restart left hanging and run each again as a labelled
+    execution (`<name>-retry<n>`, through retry_task: the workflow records
+    `retried` on the task and moves it on)."""
+    from tmctl.core.executions import retry_task
+
+    found = find_service_restarts(sfn, ddb, stack, stopped_since=stopped_since)
+    for task in found:
+        if dry_run:
+            task.result = "would re-run"
+        elif not mark_interrupted(ddb, stack, task):
+            task.result = "moved on by itself"
+        else:
+            result = retry_task(sfn, ddb, stack, task.taskID, settle=settle)
+            task.result = f"started {result.execution_name}"
+    return found

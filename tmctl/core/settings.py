@@ -48,6 +48,9 @@ EMULATOR_LOG_LEVEL = Setting("TMCTL_EMULATOR_LOG_LEVEL", "WARNING", USER,
                              "the embedded emulator's LOG_LEVEL (its log: `tmctl local logs`)")
 SFN_WAIT_SCALE = Setting("TMCTL_SFN_WAIT_SCALE", "0.1", USER,
                          "the embedded emulator's Step Functions wait/retry scale (1: AWS's timing)")
+PERSIST = Setting("TMCTL_PERSIST", "1", USER,
+                  "0: the embedded emulator forgets everything at `local stop` (default 1: its stack, tasks, "
+                  "messages, config and executions come back at the next start)")
 RECORD_CALLS = Setting("TMCTL_RECORD_CALLS", "1", USER,
                        "0: the embedded emulator does not record calls (`tmctl iam report` sees none)")
 
@@ -65,4 +68,5 @@ BENCH_AWSCLI = Setting("TMCTL_BENCH_AWSCLI", None, BENCHMARK,
                        "(default: installed into a throwaway venv)")
 
 ALL: tuple[Setting, ...] = (LOCAL, ENDPOINT_URL, STAGE, APP, STATE_DIR, PROJECT_DIR, DEBUG, EMULATOR_LOG_LEVEL,
-                            SFN_WAIT_SCALE, RECORD_CALLS, AWS_MODE_ENDPOINT_URL, TEST_ENGINE_LACKS, BENCH_AWSCLI)
+                            SFN_WAIT_SCALE, RECORD_CALLS, PERSIST, AWS_MODE_ENDPOINT_URL, TEST_ENGINE_LACKS,
+                            BENCH_AWSCLI)

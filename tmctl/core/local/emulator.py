@@ -9,6 +9,7 @@ engine answers, and never over the record of a live one."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import shutil
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from tmctl.core import settings
 from tmctl.core.errors import BackendUnreachable, TmctlError, UsageError
+from tmctl.core.local import persist
 from tmctl.core.local.limits import local_engine_env
 from tmctl.core.lock import Waiting, file_lock, lock_path, quiet
 from tmctl.core.target import Target
@@ -98,6 +100,8 @@ def process_info(pid: int) -> ProcessInfo | None:
             cmdline = (PROC / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             boot = (PROC / "sys" / "kernel" / "random" / "boot_id").read_text().strip()
         except (OSError, IndexError):
+            return None
+        if stat[0] == "Z":  # exited, not yet reaped by its parent: gone all the same
             return None
         return ProcessInfo(f"linux:{boot}:{stat[19]}", cmdline.strip())  # field 22: starttime
     try:
@@ -184,7 +188,12 @@ def _alive(pid: int) -> bool:
         done, _ = os.waitpid(pid, os.WNOHANG)
         return done == 0
     except ChildProcessError:
-        return True
+        pass
+    # Another process's zombie (the engine's parent has not reaped it yet) has exited all the same:
+    # waiting for it would turn a clean stop into a timeout.
+    if (PROC / "self" / "stat").exists():
+        return process_info(pid) is not None
+    return True
 
 
 def emulator_env(target: Target, wd: Path, *, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -198,9 +207,10 @@ def emulator_env(target: Target, wd: Path, *, extra: dict[str, str] | None = Non
         "AUTH": "true",  # every handler call checked against its role, as on AWS
         "MINISTACK_REGION": target.region,
         "TMPDIR": str(wd / "tmp"),  # worker temp dirs land here and go with `local stop`
-        "STATE_DIR": str(wd / "state"),  # the engine's own files stay in tmctl's state dir, not /tmp
+        "STATE_DIR": str(wd / persist.STATE),  # the engine's own files stay in tmctl's state dir, not /tmp
         "LOG_LEVEL": settings.EMULATOR_LOG_LEVEL.get(env),
         **local_engine_env(),
+        **persist.engine_env(wd, env),  # saved at a graceful stop, loaded at the next start
     })
     env.update(extra or {})
     return env
@@ -249,6 +259,42 @@ def _readlink(path: Path) -> str:
         return ""
 
 
+@dataclass(frozen=True)
+class Restored:
+    """What an engine just spawned found in its work dir, told before it starts."""
+
+    state_dir: Path
+    saved_at: dt.datetime | None  # the last save (None: nothing saved)
+    crashed: bool  # the previous engine ended without a clean stop: the state may be older than that
+    in_flight: persist.InFlight  # messages received but not finished at the stop
+    log_offset: int = 0  # where the new engine's lines begin in its log
+    spawned_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))  # before it loaded anything
+
+
+def _before_spawn(target: Target, wd: Path, *, fresh: bool = False) -> Restored:
+    """Look at the saved state before an engine loads it: refuse a newer engine's
+    files (never half-loaded), note a crash, collect the in-flight messages."""
+    record_present = (wd / RECORD_FILE).exists() or (wd / "pid").exists()
+    crashed = persist.clean_stop(wd) is None and (record_present or bool(persist.state_files(wd)))
+    if fresh or not persist.enabled():
+        if fresh:
+            persist.wipe(wd)
+        persist.clear_clean_stop(wd)
+        return Restored(wd / persist.STATE, None, False, persist.InFlight(), _size(wd / "ministack.log"))
+    persist.check_versions(wd)
+    saved = persist.last_saved(wd)
+    restored = Restored(wd / persist.STATE, saved, crashed, persist.in_flight(wd), _size(wd / "ministack.log"))
+    persist.clear_clean_stop(wd)  # written again only by the next clean stop
+    return restored
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
 @dataclass
 class Launch:
     """An engine being brought up: `wait()` returns once it answers. Lets `up`
@@ -262,6 +308,7 @@ class Launch:
     engine: Engine | None = None
     proc: subprocess.Popen | None = None  # None: an engine of ours already recorded, still booting
     log_path: Path | None = None
+    restored: Restored | None = None  # what a newly spawned engine loads from its saved state
     _thread: threading.Thread | None = field(default=None, init=False, repr=False)
     _outcome: tuple[Engine, EmulatorProcess | None] | None = field(default=None, init=False, repr=False)
     _error: BaseException | None = field(default=None, init=False, repr=False)
@@ -313,6 +360,12 @@ class Launch:
         pid, port = self.proc.pid, self.target.port
         listening = serves(pid, port)  # None: cannot tell; then an answer while ours runs counts as ours
         if self.proc.poll() is None and listening is not False:
+            refused = persist.refusals(self.log_path, self.restored.log_offset) if self.restored else []
+            if refused:  # the check before the start missed it: end the engine unsaved, the files stay as they are
+                _signal_group(pid, signal.SIGKILL)
+                self.proc.wait()
+                raise persist.NewerStateError(f"the emulator refused part of its saved state: {refused[0]}",
+                                              "`tmctl local reset` (empties it) or `tmctl local start --fresh`")
             if record_process(self.target, pid):
                 return engine, EmulatorProcess(pid, port, self.log_path, self.log_path.parent)
             recorded = read_process(self.target)
@@ -334,9 +387,10 @@ def _spawn(target: Target, wd: Path, extra_env: dict[str, str] | None) -> subpro
 
 
 def launch(target: Target, *, extra_env: dict[str, str] | None = None, timeout: float = START_TIMEOUT,
-           waiting: Waiting = quiet) -> Launch:
+           waiting: Waiting = quiet, fresh: bool = False) -> Launch:
     """Reuse whatever LocalStack-compatible engine answers; else start MiniStack (without waiting).
-    `waiting` is told once if another tmctl is starting or stopping the engine on this port."""
+    `waiting` is told once if another tmctl is starting or stopping the engine on this port.
+    `fresh`: start from nothing (the saved state is removed first); refused if an engine already answers."""
     if not target.is_loopback:
         engine = probe(target.endpoint_url)
         if engine is not None:
@@ -351,11 +405,17 @@ def launch(target: Target, *, extra_env: dict[str, str] | None = None, timeout: 
         lock.enter_context(start_lock(target, "starting", waiting))
         engine = probe(target.endpoint_url)
         if engine is not None:
+            if fresh:
+                raise UsageError(f"an emulator already runs on port {target.port}: --fresh starts only a new one",
+                                 "`tmctl local reset` empties it, or `tmctl local stop` first")
             return Launch(target, timeout, engine=engine)
         (wd / "tmp").mkdir(parents=True, exist_ok=True)
         # A live engine of ours recorded but not answering yet is waited for, never doubled.
-        proc = None if read_process(target) is not None else _spawn(target, wd, extra_env)
-        booting = Launch(target, timeout, proc=proc, log_path=wd / "ministack.log")
+        restored = proc = None
+        if read_process(target) is None:
+            restored = _before_spawn(target, wd, fresh=fresh)
+            proc = _spawn(target, wd, extra_env)
+        booting = Launch(target, timeout, proc=proc, log_path=wd / "ministack.log", restored=restored)
         booting._settle(lock.pop_all())  # the lock goes with it, released once the engine answers
         return booting
 
@@ -365,20 +425,30 @@ def start(target: Target, *, extra_env: dict[str, str] | None = None, timeout: f
     return launch(target, extra_env=extra_env, timeout=timeout).wait()
 
 
-def stop(target: Target, timeout: float = 10.0) -> int | None:
+STOP_TIMEOUT = 60.0  # SIGTERM, then this long for the engine to save its state and exit, before SIGKILL
+
+
+def stop(target: Target, timeout: float = STOP_TIMEOUT) -> int | None:
     """Stop the emulator tmctl started on this port (by its pid, with its
-    worker processes), and remove its temp files. Returns the pid, or None."""
+    worker processes), and remove its temp files. Gracefully: SIGTERM, and the
+    engine saves its state as it shuts down; only what still runs after
+    `timeout` is killed (then no clean stop is marked: persist.clean_stop tells
+    which it was). The saved state stays. Returns the pid, or None."""
     with start_lock(target, "stopping"):  # never while another tmctl starts one here
         proc = read_process(target)
         wd = workdir(target)
         if proc is None:
             forget_process(target)  # nothing of ours runs: a stale record must not outlive it
             return None
+        began = time.monotonic()
         _signal_group(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
+        deadline = began + timeout
         while _alive(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
+            time.sleep(0.02)
+        clean = not _alive(proc.pid)
         _signal_group(proc.pid, signal.SIGKILL)  # stragglers: Lambda workers that ignored SIGTERM
+        if clean:
+            persist.mark_clean_stop(wd, proc.pid, seconds=time.monotonic() - began)
         forget_process(target)
         shutil.rmtree(wd / "tmp", ignore_errors=True)
         return proc.pid
@@ -440,3 +510,33 @@ def group_rss_bytes(pid: int) -> int:
         except (OSError, ValueError, IndexError):
             continue
     return total
+
+
+@dataclass(frozen=True)
+class ResetResult:
+    running: bool  # a running engine was emptied (else only the saved state was removed)
+    state_dir: Path
+
+
+def reset(target: Target) -> ResetResult:
+    """Empty the local engine and its saved state: nothing is kept. A running
+    MiniStack is emptied through its reset endpoint (memory, state files, S3
+    data); a stopped one's saved state is removed (files, code blobs, S3 objects)."""
+    wd = workdir(target)
+    with start_lock(target, "resetting"):
+        engine = probe(target.endpoint_url)
+        if engine is not None and engine.name != MINISTACK:
+            raise UsageError(f"{engine.name} answers on {target.endpoint_url}: `local reset` empties MiniStack only",
+                             "reset that engine its own way (LocalStack: restart its container without a volume)")
+        if engine is not None:
+            req = urllib.request.Request(target.endpoint_url + "/_ministack/reset", data=b"", method="POST")
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - the loopback engine
+                    resp.read()
+            except (urllib.error.URLError, OSError) as err:
+                raise BackendUnreachable(f"the emulator on {target.endpoint_url} did not reset: {err}",
+                                         "`tmctl local stop`, then `tmctl local start --fresh`") from None
+            persist.clear_clean_stop(wd)
+        else:
+            persist.wipe(wd)
+    return ResetResult(engine is not None, wd / persist.STATE)
