@@ -9,7 +9,7 @@ from typer._click.exceptions import ClickException
 from typer.core import TyperGroup
 from typer.exceptions import Abort
 
-from tmctl.cli import config, doctor, executions, iam, local, logs, pipeline, queues, stack, tasks
+from tmctl.cli import config, dev, doctor, executions, iam, local, logs, pipeline, queues, stack, tasks
 from tmctl.cli.context import State
 from tmctl.cli.options import OutputFormat
 
@@ -163,6 +163,7 @@ app.add_typer(config.app, name="config")
 app.add_typer(pipeline.app, name="pipeline")
 app.command("logs")(logs.logs)
 app.command("doctor")(doctor.doctor)
+app.command("dev")(dev.dev)
 
 
 def main() -> None:
