@@ -82,10 +82,7 @@ class _Session:
         self.st, self.target, self.project, self.overrides, self.yes = st, target, project, overrides, yes
         self.clients = st.clients()
         self.checker = core.ImportChecker()
-        self.functions: dict = {}
-        self.good: dict[str, bytes] = {}  # the last code each function ran without error
-        self.pending = core.Plan()
-        self.layer = core.layer_stamp()
+        self.loop: core.DevLoop | None = None
         self.console = out.stderr_console()
         self.print_lock = threading.Lock()
         self._stop = threading.Event()
@@ -140,22 +137,24 @@ class _Session:
         return True
 
     def load(self) -> None:
-        """The deployed functions, and the code each runs (what `up` just deployed)."""
+        """The deployed functions (names, handlers, environments, the code each runs); their imports preloaded."""
         from tmctl.core import deploy as dep
         from tmctl.core import dev as core
+        from tmctl.core.lock import deploy_lock
 
         c = self.clients
         template = dep.load_template(self.project / dep.TEMPLATE_FILE)
-        self.functions = core.load_functions(c.cloudformation, c.lambda_, self.target.stack_name, template,
-                                             region=self.target.region,
-                                             endpoint_url=self.target.endpoint_url if self.target.local else None)
-        preload = []
-        for source, fn in self.functions.items():
-            data = core.function_zip(self.project, source)
-            if core.code_sha256(data) == fn.sha256:
-                self.good[source] = data
-            preload.append((source, data, fn.handler, fn.env))
-        self.checker.preload(preload)
+        functions = core.load_functions(c.cloudformation, c.lambda_, self.target.stack_name, template,
+                                        region=self.target.region,
+                                        endpoint_url=self.target.endpoint_url if self.target.local else None)
+        if self.loop is None:
+            self.loop = core.DevLoop(self.project, c.lambda_, functions, self.checker,
+                                     wait_updated=not self.target.local,
+                                     lock=lambda: deploy_lock(self.target, waiting=out.progress))
+        else:
+            self.loop.stack_applied(functions)
+        self.checker.preload([(s, core.function_zip(self.project, s), fn.handler, fn.env)
+                              for s, fn in functions.items()])
 
     # -- watching
     def watch(self) -> None:
@@ -164,68 +163,35 @@ class _Session:
         from tmctl.core.dev import WATCHED
 
         roots = [self.project / d for d in WATCHED if (self.project / d).is_dir()]
+        labels = ", ".join(fn.label for fn in self.loop.functions.values())
         self.say(f"[bold]watching[/bold] {', '.join(f'{r.name}/' for r in roots)} in {out.escape(str(self.project))} "
-                 f"(functions: {', '.join(fn.label for fn in self.functions.values())}; Ctrl-C to stop)")
+                 f"(functions: {labels}; Ctrl-C to stop)")
         for changes in watchfiles.watch(*roots, debounce=DEBOUNCE_MS, step=STEP_MS, raise_interrupt=True,
                                         stop_event=self._stop):
             self.on_change([path for _, path in changes])
 
     def on_change(self, paths: list[str]) -> None:
-        from tmctl.core import dev as core
-
-        started = time.perf_counter() - core.save_time(paths)
-        plan = self.pending.merge(core.plan_changes(self.project, paths))
-        if core.layer_stamp() != self.layer:  # dependencies upgraded: only the change set republishes the layer
-            plan = plan.merge(core.Plan(stack=True))
-        if plan.empty:
-            return
-        self.pending = plan
-        # Every function's code is checked first, even on the change set path: it deploys the code too.
-        sources = tuple(self.functions) if plan.stack else plan.sources
-        zips, errors = core.prepare_code(self.project, sources, self.functions, self.checker)
-        if errors:
-            for err in errors:
+        step = self.loop.handle(paths)
+        if step.errors:
+            for err in step.errors:
                 self.say(f"[bold red]error[/bold red] {out.escape(str(err))}")
             self.say("[yellow]not live[/yellow]: the old code keeps serving; the next good save goes live")
             return
-        if plan.stack:
-            self._stack_change(plan, started)
-        else:
-            self._push(plan, zips, started)
-
-    def _stack_change(self, plan, started: float) -> None:
-        from tmctl.core import dev as core
-
-        self.say("[bold]stack change[/bold]: through the change set")
-        if not self.deploy():
+        if step.stack:
+            self.say("[bold]stack change[/bold]: through the change set")
+            if self.deploy():
+                self.load()
+                self.say(f"[green]live:[/green] stack {time.perf_counter() - step.started:.2f} s")
             return
-        self.layer = core.layer_stamp()
-        self.load()  # names, handlers, environments may have changed
-        self.pending = core.Plan()
-        self.say(f"[green]live:[/green] stack {time.perf_counter() - started:.2f} s")
-
-    def _push(self, plan, zips: dict[str, bytes], started: float) -> None:
-        from tmctl.core import dev as core
-        from tmctl.core.lock import deploy_lock
-
-        with deploy_lock(self.target, waiting=out.progress):
-            outcome = core.push_code(self.clients.lambda_, self.functions, zips, wait_updated=not self.target.local,
-                                     started=started)
-            failed = list(outcome.errors)
-            if failed:  # imported here, failed in the engine: the previous code goes back
-                restore = {e.source: self.good[e.source] for e in failed if e.source in self.good}
-                core.restore_code(self.clients.lambda_, self.functions, restore)
-        for source, data in zips.items():
-            if self.functions[source].label in outcome.live:
-                self.good[source] = data
-        for err in failed:
-            self.say(f"[bold red]error[/bold red] {out.escape(str(err))}; previous code restored")
+        outcome = step.outcome
+        if outcome is None:
+            return
+        for err in outcome.errors:
+            self.say(f"[bold red]error[/bold red] {out.escape(str(err))}; the previous code is back")
         if outcome.live:
             self.say("[green]live:[/green] " + ", ".join(f"{label} {s:.2f} s" for label, s in outcome.live.items()))
-        elif not failed:
+        elif not outcome.errors:
             self.say("[dim]no change in the deployed code[/dim]")
-        if not failed:
-            self.pending = core.Plan()
 
     # -- logs
     def stream_logs(self, function: str | None, filter_: str | None) -> None:

@@ -26,13 +26,14 @@ import tempfile
 import threading
 import time
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tmctl.core import package
-from tmctl.core.errors import TmctlError, UsageError
+from tmctl.core.errors import UsageError
 
 WATCHED = ("lambdas", "cloudformation")
 # What `up` deploys from cloudformation/ (pipeline.yaml is another stack: `tmctl pipeline up`).
@@ -402,6 +403,76 @@ def restore_code(lam, functions: dict[str, Function], zips: dict[str, bytes]) ->
         _warm_error(lam, fn.name)
 
 
+# ---------------------------------------------------------------- the loop
+
+@dataclass
+class Step:
+    """What one batch of saves did. `stack`: the caller runs the change set
+    (it shows and may ask), then calls `DevLoop.stack_applied`."""
+
+    plan: Plan
+    errors: list[CodeError] = field(default_factory=list)  # nothing of the batch went live
+    outcome: Outcome | None = None
+    stack: bool = False
+    started: float = 0.0  # perf_counter() of the newest save
+
+
+class DevLoop:
+    """From saves to live code, one batch at a time. Holds what each function
+    runs, the last code that ran without error, and what is still to go live
+    (a batch that did not check out stays pending until a good save)."""
+
+    def __init__(self, project: Path, lam, functions: dict[str, Function], checker: ImportChecker | None, *,
+                 wait_updated: bool = False, lock: Callable[[], AbstractContextManager] = nullcontext):
+        self.project, self.lam, self.functions, self.checker = project, lam, functions, checker
+        self.wait_updated, self.lock = wait_updated, lock
+        self.pending = Plan()
+        self.layer = layer_stamp()
+        self.good: dict[str, bytes] = {}
+        for source, fn in functions.items():
+            data = function_zip(project, source)
+            if code_sha256(data) == fn.sha256:  # what `up` deployed is this tree's code
+                self.good[source] = data
+
+    def handle(self, paths: Iterable[Path | str]) -> Step:
+        paths = list(paths)
+        started = time.perf_counter() - save_time(paths)
+        plan = self.pending.merge(plan_changes(self.project, paths))
+        if layer_stamp() != self.layer:  # dependencies upgraded: only the change set republishes the layer
+            plan = plan.merge(Plan(stack=True))
+        step = Step(plan, started=started)
+        if plan.empty:
+            return step
+        self.pending = plan
+        # Every function is checked on the change set path too: it deploys their code as well.
+        sources = tuple(self.functions) if plan.stack else plan.sources
+        zips, step.errors = prepare_code(self.project, sources, self.functions, self.checker)
+        if step.errors:
+            return step
+        if plan.stack:
+            step.stack = True
+            return step
+        with self.lock():
+            step.outcome = push_code(self.lam, self.functions, zips, wait_updated=self.wait_updated, started=started)
+            failed = {e.source for e in step.outcome.errors}
+            if failed:  # it imported here and failed in the engine: what ran before goes back
+                restore_code(self.lam, self.functions, {s: self.good[s] for s in failed if s in self.good})
+        for source, data in zips.items():
+            if source not in failed:
+                self.good[source] = data
+        if not failed:
+            self.pending = Plan()
+        return step
+
+    def stack_applied(self, functions: dict[str, Function]) -> None:
+        """The change set ran: functions reloaded (names, handlers, environments may have changed)."""
+        self.functions = functions
+        self.layer = layer_stamp()
+        self.pending = Plan()
+        for source in functions:
+            self.good[source] = function_zip(self.project, source)
+
+
 # ---------------------------------------------------------------- the target
 
 def check_stage(stage: str, local: bool) -> None:
@@ -440,11 +511,3 @@ def log_level(message: str) -> str:
         level = (m.group(1) or m.group(2) or m.group(3)).upper()
         return {"WARN": "WARNING", "CRITICAL": "ERROR", "EXCEPTION": "ERROR"}.get(level, level)
     return "INFO"
-
-
-class DevError(TmctlError):
-    """Something `dev` cannot go on without (not a bad save: those are reported and watched past)."""
-
-
-__all__ = ["Plan", "plan_changes", "CodeError", "compile_errors", "ImportChecker", "Function", "load_functions",
-           "prepare_code", "push_code", "restore_code", "check_stage", "log_level", "layer_stamp", "Outcome"]
