@@ -274,3 +274,17 @@ def test_any_stage_is_fine_locally_and_dev_stages_on_aws():
 ])
 def test_log_lines_get_their_level(line, level):
     assert dev.log_level(line) == level
+
+
+@pytest.mark.parametrize("stage", ["prod", "production"])
+def test_the_command_refuses_production_on_aws_before_touching_anything(tmp_path, stage):
+    from typer.testing import CliRunner
+
+    from tmctl.cli.app import app
+    from tmctl.core.errors import ExitCode
+
+    env = {"TMCTL_ENDPOINT_URL": "", "AWS_ENDPOINT_URL": "", "TMCTL_LOCAL": "", "AWS_REGION": "eu-west-1",
+           "TMCTL_STATE_DIR": str(tmp_path), "NO_COLOR": "1", "COLUMNS": "200"}
+    result = CliRunner().invoke(app, ["--stage", stage, "dev", "--yes"], env=env)
+    assert result.exit_code == ExitCode.USAGE, (result.stdout, result.stderr)
+    assert "does not push code to the" in result.stderr and result.stdout == ""

@@ -287,10 +287,10 @@ def load_functions(cfn, lam, stack_name: str, template: dict, *, region: str | N
         env.setdefault("AWS_REGION", region or "us-east-1")
         env.setdefault("AWS_DEFAULT_REGION", env["AWS_REGION"])
         env.setdefault("AWS_LAMBDA_FUNCTION_NAME", physical[source])
-        if endpoint_url:  # MiniStack gives workers its endpoint; the check's clients are only built, never called
+        if endpoint_url:  # an emulator gives its workers its endpoint and accepts any keys
             env.setdefault("AWS_ENDPOINT_URL", endpoint_url)
-        env.setdefault("AWS_ACCESS_KEY_ID", "test")
-        env.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+            env.setdefault("AWS_ACCESS_KEY_ID", "test")
+            env.setdefault("AWS_SECRET_ACCESS_KEY", "test")
         functions[source] = Function(source, physical[source], label_of(source), cfg.get("Handler", "app.handler"),
                                      env, cfg.get("CodeSha256"))
     return functions
