@@ -288,3 +288,35 @@ def test_the_command_refuses_production_on_aws_before_touching_anything(tmp_path
     result = CliRunner().invoke(app, ["--stage", stage, "dev", "--yes"], env=env)
     assert result.exit_code == ExitCode.USAGE, (result.stdout, result.stderr)
     assert "does not push code to the" in result.stderr and result.stdout == ""
+
+
+def test_upgraded_dependencies_send_the_batch_through_the_change_set(project, monkeypatch):
+    # The layer is built from the installed distributions: only `up`'s path republishes it.
+    lam = FakeLambda()
+    loop = loop_for(project, lam)
+    monkeypatch.setattr(dev, "layer_stamp", lambda: "aws-lambda-powertools==99.0")
+    step = loop.handle([project / "lambdas/task_api/app.py"])
+    assert step.stack and lam.updates == []
+
+
+def test_code_is_pushed_under_the_deploy_lock(project):
+    import contextlib
+
+    held = []
+
+    @contextlib.contextmanager
+    def lock():
+        held.append(True)
+        yield
+        held.append(False)
+
+    class Checked(FakeLambda):
+        def update_function_code(self, **kwargs):
+            assert held == [True], "UpdateFunctionCode outside the deploy lock"
+            return super().update_function_code(**kwargs)
+
+    lam = Checked()
+    loop = dev.DevLoop(project, lam, functions_for(project), None, lock=lock)
+    edit(project / "lambdas/workflow_steps/app.py", '"valid"', '"valid v2"')
+    loop.handle([project / "lambdas/workflow_steps/app.py"])
+    assert len(lam.updates) == 1 and held == [True, False]
