@@ -95,6 +95,8 @@ def test_dev_puts_a_save_live_keeps_old_code_on_a_broken_save_and_leaves_the_sta
         task = wait_final(api, ok(api.create({"taskID": new_task_id(), "title": "check the dev loop"}))["taskID"])
         assert task["status"] == "COMPLETED", task
         assert step_detail(task, "validate") == "valid, live from dev"
+        # … and its log lines stream, prefixed by the function
+        lines.wait_for(r"^workflow-steps\s+\| .*" + re.escape(task["taskID"]), timeout=60)
 
         # WHEN a save does not compile
         broken = steps.read_text().replace("def validate(", "def validate(:\ndef _unused(", 1)

@@ -19,6 +19,7 @@ _COLOURS = ("cyan", "magenta", "green", "yellow", "blue")
 _LEVEL_STYLE = {"ERROR": "red", "WARNING": "yellow", "DEBUG": "dim", "REPORT": "dim"}
 STEP_MS = 50  # watchfiles yields a batch once nothing changed for this long (a save of several files is one batch)
 DEBOUNCE_MS = 1600  # … or after this long, however busy the files are
+READY_MS = 100  # the watcher's idle wake-up: the first one says it is watching
 
 
 def dev(
@@ -164,11 +165,17 @@ class _Session:
 
         roots = [self.project / d for d in WATCHED if (self.project / d).is_dir()]
         labels = ", ".join(fn.label for fn in self.loop.functions.values())
-        self.say(f"[bold]watching[/bold] {', '.join(f'{r.name}/' for r in roots)} in {out.escape(str(self.project))} "
-                 f"(functions: {labels}; Ctrl-C to stop)")
+        ready = False
+        # The watcher exists once the generator first yields (an empty batch on its first timeout): the
+        # ready line comes only then, or a save made the moment it is printed would be missed.
         for changes in watchfiles.watch(*roots, debounce=DEBOUNCE_MS, step=STEP_MS, raise_interrupt=True,
-                                        stop_event=self._stop):
-            self.on_change([path for _, path in changes])
+                                        stop_event=self._stop, rust_timeout=READY_MS, yield_on_timeout=True):
+            if not ready:
+                ready = True
+                self.say(f"[bold]watching[/bold] {', '.join(f'{r.name}/' for r in roots)} in "
+                         f"{out.escape(str(self.project))} (functions: {labels}; Ctrl-C to stop)")
+            if changes:
+                self.on_change([path for _, path in changes])
 
     def on_change(self, paths: list[str]) -> None:
         step = self.loop.handle(paths)
