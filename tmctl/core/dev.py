@@ -347,11 +347,23 @@ def prepare_code(project: Path, sources: Iterable[str], functions: dict[str, Fun
     return zips, errors
 
 
+# MiniStack 1.5.33 takes a copy of the function's code when an Invoke arrives and leases
+# (or spawns) a worker with it a moment later. An Invoke that arrives just before
+# UpdateFunctionCode and leases just after it spawns a worker with the OLD code into the
+# emptied pool, where it stays and answers every later call (measured: 1 edit in ~60
+# under continuous requests, stale for good). A second UpdateFunctionCode this long after
+# the first kills any such worker; a request that arrives in between already gets the
+# new code.
+RESWEEP_S = 0.05
+
+
 def push_code(lam, functions: dict[str, Function], zips: dict[str, bytes], *, wait_updated: bool,
-              started: float | None = None, warm: bool = True) -> Outcome:
+              started: float | None = None, warm: bool = True, resweep: float | None = RESWEEP_S) -> Outcome:
     """UpdateFunctionCode for each changed function (in parallel), then warm
     each with {"warmup": true}. A warm-up the new code fails (it imported here
-    but not in the engine) puts the previous code back, so it keeps serving."""
+    but not in the engine) puts the previous code back, so it keeps serving.
+    `resweep` (an emulator; None on AWS): seconds before the code is set once
+    more, to end any worker an in-flight request started with the old code."""
     started = time.perf_counter() if started is None else started
     outcome = Outcome()
     todo = {s: d for s, d in zips.items() if functions[s].sha256 != code_sha256(d)}
@@ -363,6 +375,9 @@ def push_code(lam, functions: dict[str, Function], zips: dict[str, bytes], *, wa
         fn = functions[source]
         previous = fn.sha256
         resp = lam.update_function_code(FunctionName=fn.name, ZipFile=todo[source])
+        if resweep is not None:
+            time.sleep(resweep)
+            resp = lam.update_function_code(FunctionName=fn.name, ZipFile=todo[source])
         if wait_updated:  # AWS: the update runs after the call returns
             lam.get_waiter("function_updated_v2").wait(FunctionName=fn.name)
         fn.sha256 = resp.get("CodeSha256") or code_sha256(todo[source])
@@ -423,9 +438,9 @@ class DevLoop:
     (a batch that did not check out stays pending until a good save)."""
 
     def __init__(self, project: Path, lam, functions: dict[str, Function], checker: ImportChecker | None, *,
-                 wait_updated: bool = False, lock: Callable[[], AbstractContextManager] = nullcontext):
+                 aws: bool = False, lock: Callable[[], AbstractContextManager] = nullcontext):
         self.project, self.lam, self.functions, self.checker = project, lam, functions, checker
-        self.wait_updated, self.lock = wait_updated, lock
+        self.aws, self.lock = aws, lock
         self.pending = Plan()
         self.layer = layer_stamp()
         self.good: dict[str, bytes] = {}
@@ -453,7 +468,8 @@ class DevLoop:
             step.stack = True
             return step
         with self.lock():
-            step.outcome = push_code(self.lam, self.functions, zips, wait_updated=self.wait_updated, started=started)
+            step.outcome = push_code(self.lam, self.functions, zips, wait_updated=self.aws, started=started,
+                                     resweep=None if self.aws else RESWEEP_S)
             failed = {e.source for e in step.outcome.errors}
             if failed:  # it imported here and failed in the engine: what ran before goes back
                 restore_code(self.lam, self.functions, {s: self.good[s] for s in failed if s in self.good})
