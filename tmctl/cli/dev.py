@@ -150,7 +150,7 @@ class _Session:
                                         endpoint_url=self.target.endpoint_url if self.target.local else None)
         if self.loop is None:
             self.loop = core.DevLoop(self.project, c.lambda_, functions, self.checker,
-                                     aws=not self.target.local,
+                                     wait_updated=not self.target.local,
                                      lock=lambda: deploy_lock(self.target, waiting=out.progress))
         else:
             self.loop.stack_applied(functions)
