@@ -110,6 +110,18 @@ def test_dev_puts_a_save_live_keeps_old_code_on_a_broken_save_and_leaves_the_sta
         assert step_detail(task, "validate") == "valid, live from dev"
         assert not any(line.startswith("live:") for line in lines.all[-5:])
 
+        # WHEN the template changes (with the broken step fixed in the same go)
+        steps.write_text(source.replace('return "ok", {}, "valid"', 'return "ok", {}, "valid again"'))
+        template = project / "cloudformation/template.yaml"
+        template.write_text(template.read_text().replace("Description: Task Manager API (see",
+                                                         "Description: Task Manager API, dev loop (see"))
+
+        # THEN it goes through the change set, code included
+        lines.wait_for(r"stack change: through the change set", timeout=30)
+        lines.wait_for(r"live: stack \d+\.\d+ s", timeout=60)
+        task = wait_final(api, ok(api.create({"taskID": new_task_id(), "title": "after the change set"}))["taskID"])
+        assert step_detail(task, "validate") == "valid again"
+
         # WHEN Ctrl-C
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=30)
