@@ -131,7 +131,11 @@ def test_dev_puts_a_save_live_keeps_old_code_on_a_broken_save_and_leaves_the_sta
         assert describe_stack(cfn, target)["StackStatus"].endswith("_COMPLETE")
         assert ok(api.get(task["taskID"]))["status"] == "COMPLETED"
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:  # a failed step: Ctrl-C first, so it removes its temp files
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         delete_stack(cfn, target)

@@ -208,7 +208,11 @@ class ImportChecker:
     def preload(self, functions: list[tuple[str, bytes, str, dict[str, str]]]) -> None:
         """(source, zip, handler, env) of each function: their third-party imports, loaded once."""
         dirs = [(self.unpack(src, data), handler, env) for src, data, handler, env in functions]
-        self._ask({"preload": [{"dir": str(d), "handler": h, "env": e} for d, h, e in dirs]})
+        try:
+            self._ask({"preload": [{"dir": str(d), "handler": h, "env": e} for d, h, e in dirs]})
+        finally:  # the server forgot their modules: nothing reads them again
+            for d, _, _ in dirs:
+                _rmtree(d)
 
     def check(self, source: str, data: bytes, handler: str, env: dict[str, str]) -> CodeError | None:
         where = self.unpack(source, data)
