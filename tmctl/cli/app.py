@@ -9,7 +9,7 @@ from typer._click.exceptions import ClickException
 from typer.core import TyperGroup
 from typer.exceptions import Abort
 
-from tmctl.cli import doctor, logs, stack
+from tmctl.cli import dev, doctor, logs, stack
 from tmctl.cli.context import State
 from tmctl.cli.options import OutputFormat
 
@@ -232,6 +232,7 @@ app.command("status")(stack.status)
 app.command("verify")(stack.verify)
 app.command("logs")(logs.logs)
 app.command("doctor")(doctor.doctor)
+app.command("dev")(dev.dev)
 
 
 def main() -> None:

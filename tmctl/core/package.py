@@ -99,12 +99,22 @@ def _store(build_dir: Path, stem: str, data: bytes, suffix: str = ".zip") -> tup
     return path, sha
 
 
-def function_artifact(project: Path, build_dir: Path, parameter: str, source: str) -> Artifact:
+def packaged(rel: Path) -> bool:
+    """Whether a file of this name would go into a zip (not a cache, not bytecode)."""
+    return not (_SKIP_PARTS & set(rel.parts)) and rel.suffix not in _SKIP_SUFFIXES
+
+
+def function_entries(project: Path, source: str) -> list[tuple[str, Path]]:
+    """(name in the zip, file) of one function: its code plus the shared packages."""
     lambdas = project / "lambdas"
     entries = _tree(lambdas / source)
     for shared in SHARED_PACKAGES:
         entries += _tree(lambdas / shared, prefix=Path(shared).name + "/")
-    path, sha = _store(build_dir, source, deterministic_zip(entries))
+    return entries
+
+
+def function_artifact(project: Path, build_dir: Path, parameter: str, source: str) -> Artifact:
+    path, sha = _store(build_dir, source, deterministic_zip(function_entries(project, source)))
     return Artifact(parameter, f"lambdas/{source}-{sha[:20]}.zip", path, sha)
 
 
