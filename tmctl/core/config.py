@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from tmctl.core.contract import PRODUCTION_STAGES
 from tmctl.core.errors import NotFound, UsageError
 from tmctl.core.target import Target
 
@@ -19,7 +20,6 @@ LOCAL_CACHE_SECONDS = 5
 # taskcore.config.INJECTION_POINTS (the Lambda package is not importable from an
 # installed tmctl; a unit test keeps the two equal).
 INJECTION_POINTS = ("processor", "validate", "enrich", "process")
-PRODUCTION_STAGES = frozenset({"prod", "production"})
 
 
 @dataclass(frozen=True)

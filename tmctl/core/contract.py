@@ -44,7 +44,7 @@ CONTRACT_PATH = Path("lambdas", "common", "taskcore", "contract.py")  # within a
 NAMES = (
     "TASK_ID_PATTERN", "CLIENT_FIELDS", "WORKFLOW_FIELDS", "Status", "FINAL_STATUSES", "Priority",
     "workflow_view", "execution_name", "EVENT_TYPE", "EVENT_VERSION", "TASK_ID_ATTRIBUTE", "EVENT_TYPE_ATTRIBUTE",
-    "InvalidEvent", "TaskCreated", "task_created_message", "parse_task_created",
+    "InvalidEvent", "TaskCreated", "task_created_message", "parse_task_created", "PRODUCTION_STAGES",
 )
 
 
@@ -96,6 +96,7 @@ WORKFLOW_FIELDS: tuple[str, ...] = _contract.WORKFLOW_FIELDS
 Status = _contract.Status
 FINAL_STATUSES = _contract.FINAL_STATUSES
 Priority = _contract.Priority
+PRODUCTION_STAGES: frozenset[str] = _contract.PRODUCTION_STAGES
 workflow_view = _contract.workflow_view
 execution_name = _contract.execution_name
 EVENT_TYPE: str = _contract.EVENT_TYPE

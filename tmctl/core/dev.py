@@ -43,12 +43,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tmctl.core import package
+from tmctl.core.contract import PRODUCTION_STAGES
 from tmctl.core.errors import UsageError
 
 WATCHED = ("lambdas", "cloudformation")
 # What `up` deploys from cloudformation/ (pipeline.yaml is another stack: `tmctl pipeline up`).
 STACK_FILES = ("cloudformation/template.yaml", package.DEFINITION_FILE, "cloudformation/openapi.yaml")
-PRODUCTION_STAGES = frozenset({"prod", "production"})
 DRIFT_WARNING = ("code pushed by `tmctl dev` bypasses CloudFormation: the stack drifts from its template "
                  "until the next `tmctl up`")
 

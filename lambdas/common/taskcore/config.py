@@ -24,11 +24,11 @@ from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS
 from botocore.exceptions import BotoCoreError, ClientError
 
 from taskcore.aws import BOTO_CONFIG
+from taskcore.contract import PRODUCTION_STAGES
 
 logger = Logger(child=True)
 
 CONFIG_MAX_AGE = int(os.environ.get("CONFIG_CACHE_SECONDS", "30"))
-PRODUCTION_STAGES = frozenset({"prod", "production"})
 # config key → the environment variable holding its parameter name.
 PARAM_ENV = {
     "failure-injection": "FAILURE_INJECTION_PARAM",

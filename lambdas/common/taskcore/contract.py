@@ -40,6 +40,8 @@ class Status(StrEnum):
 
 
 FINAL_STATUSES = frozenset({Status.COMPLETED, Status.FAILED})
+# Stages where failure injection is ignored and tmctl refuses what would change data behind CloudFormation.
+PRODUCTION_STAGES = frozenset({"prod", "production"})
 
 
 class Priority(StrEnum):
