@@ -28,6 +28,7 @@ business.
 from __future__ import annotations
 
 import ast
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,12 +161,18 @@ def unguarded_walks(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[Walk]:
     return [w for w in walks if not guarded(w)]
 
 
+@functools.cache
+def parsed(path: Path) -> ast.Module:
+    """Each module parsed once per run: three tests walk them all."""
+    return ast.parse(path.read_text(encoding="utf-8"), str(path))
+
+
 def findings() -> tuple[list[str], set[tuple[str, str, str]]]:
     """(unguarded walks, ALLOWLIST keys that matched one)."""
     problems, used = [], set()
     for path in modules():
         module = path.relative_to(TESTS).as_posix()
-        for fn in collected(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        for fn in collected(parsed(path)):
             for walk in unguarded_walks(fn):
                 key = (module, fn.name, walk.text)
                 if key in ALLOWLIST:
@@ -181,7 +188,7 @@ def test_the_scan_reads_every_test_module():
 
     # the walk is not vacuous: both suites, this module and their test functions are found
     assert {"unit/test_tests_can_fail.py", "unit/test_pipeline.py", "integration/test_iam_enforcement.py"} <= found
-    assert sum(len(collected(ast.parse(p.read_text(encoding="utf-8")))) for p in modules()) > 300
+    assert sum(len(collected(parsed(p))) for p in modules()) > 300
 
 
 def test_no_test_asserts_only_inside_a_walk_that_could_be_empty():
