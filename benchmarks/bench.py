@@ -19,7 +19,6 @@ import os
 import random
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,8 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
+from benchlib import free_port, pct
+
 from tmctl.core.local import emulator
 from tmctl.core.stack import load_stack
 from tmctl.core.target import Clients, resolve_target
@@ -40,17 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TMCTL = [sys.executable, "-m", "tmctl"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
 def iso_to_epoch(value: str) -> float:

@@ -31,6 +31,8 @@ import threading
 import time
 from pathlib import Path
 
+from benchlib import free_port, pct
+
 from tmctl.core.local import emulator
 from tmctl.core.stack import load_stack
 from tmctl.core.target import Clients, resolve_target
@@ -41,19 +43,8 @@ REQUEST = json.dumps({"step": "validate", "task": {"taskID": "bench-dev", "title
                                                    "createdAt": "2026-12-04T00:00:00Z"}}).encode()
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
 class Output(threading.Thread):

@@ -19,7 +19,6 @@ import dataclasses
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from benchlib import free_port
+
 from tmctl.core.api import TaskApi
 from tmctl.core.local import emulator
 from tmctl.core.stack import load_stack
@@ -38,10 +39,6 @@ from tmctl.core.target import Clients, resolve_target
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def in_dlq(endpoint: str, dlq_url: str, task_id: str) -> bool:

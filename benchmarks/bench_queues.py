@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from benchlib import free_port
 
 from tmctl.core import settings
 from tmctl.core.backend import detect
@@ -37,10 +38,6 @@ from tmctl.core.target import Clients, resolve_target
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_pair(sqs, name: str) -> tuple[str, str]:

@@ -30,7 +30,6 @@ import dataclasses
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,8 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from benchlib import free_port
+
 from tmctl.core.api import TaskApi
 from tmctl.core.dynamo import from_item
 from tmctl.core.local import emulator, persist
@@ -51,10 +52,6 @@ from tmctl.core.target import Clients, resolve_target
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def peek(endpoint: str, queue_url: str) -> list[dict]:

@@ -20,13 +20,14 @@ import argparse
 import dataclasses
 import json
 import shutil
-import socket
 import sys
 import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from benchlib import free_port
 
 from tmctl.core.backend import detect
 from tmctl.core.local import emulator
@@ -38,10 +39,6 @@ STAGE = "bench"
 PARAMS = {"intake": "open", "log-level": "INFO", "retry-base-seconds": "1", "failure-injection": "[]"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_stage(clients: Clients) -> StageRefs:
