@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 from tmctl.core.errors import AUTH_CODES, DeployFailed, TmctlError, error_code, from_client_error
 from tmctl.core.local.limits import Machine, local_limits
 from tmctl.core.package import Artifact
+from tmctl.core.render import for_emulator
 from tmctl.core.stack import describe_stack
 from tmctl.core.target import Target
 from tmctl.core.wait import pauses
@@ -240,7 +241,11 @@ def create_change_set(cfn, target: Target, template_body: str, params: dict[str,
     A stack a failed deploy left unusable is deleted first only when
     `replace_failed` (an emulator) or when it is a rolled-back create, which
     holds nothing (AWS); otherwise the caller is told how to clear it.
-    `dry_run` (a diff) never deletes anything."""
+    `dry_run` (a diff) never deletes anything. An emulator is sent the template
+    with its Fn::If policies made literal (tmctl/core/render.py); AWS, the
+    file's own text."""
+    if target.local:  # an emulator-only adaptation: never in AWS mode
+        template_body = for_emulator(template_body, params)
     stack = describe_stack(cfn, target)
     if is_unchanged(cfn, stack, template_body, params):
         return ChangeSet(target.stack_name, "NONE", stack_status=stack["StackStatus"])
