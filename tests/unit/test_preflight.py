@@ -78,6 +78,19 @@ def test_an_engine_with_everything_passes(template):
     assert result.ok and not result.unknown
 
 
+@pytest.mark.parametrize(("engine", "listed", "probed"), [
+    ("ministack", True, False),  # its health is its handler table: trusted
+    ("ministack", False, True),  # not listed: asked
+    ("localstack", True, True),  # a plan may gate a listed service at call time: always asked
+])
+def test_the_probe_runs_where_health_is_not_enough(engine, listed, probed):
+    services = dict(MINISTACK["services"]) if listed else LOCALSTACK_SERVICES
+    recorder = Recorder(NO_APIGWV2)
+    result = preflight.check(engine, "v", {"services": services}, ("apigatewayv2",), recorder.client)
+    assert (recorder.calls == ["apigatewayv2.get_apis"]) is probed
+    assert result.ok is not probed  # the probe answers 501: missing wherever it was asked
+
+
 @pytest.mark.parametrize("state", [None, "disabled", "error"])
 def test_a_service_the_health_omits_or_turns_off_is_missing(state):
     services = {k: v for k, v in MINISTACK["services"].items() if k != "dynamodb"}
@@ -144,7 +157,8 @@ def test_an_engine_without_the_http_api_is_refused_in_one_line_before_anything_i
 def test_an_engine_with_everything_goes_on_to_the_deploy(monkeypatch, tmp_path):
     result, calls = _cli(monkeypatch, tmp_path, MINISTACK, {"Items": []}, "up")
     # The fake clients answer {} to everything, so the deploy fails later: what counts is that it went on.
-    assert calls[0] == "apigatewayv2.get_apis" and "sts.get_caller_identity" in calls[1:]
+    # MiniStack's health lists what it implements: no probe needed, the first call is the deploy's own
+    assert calls[0] == "sts.get_caller_identity" and "apigatewayv2.get_apis" not in calls
     assert "API Gateway v2" not in result.stderr
 
 
