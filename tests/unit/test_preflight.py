@@ -23,8 +23,10 @@ _NAMES = (
     "scheduler secretsmanager ses sns sqs ssm stepfunctions sts support swf transcribe")
 LOCALSTACK_SERVICES = dict.fromkeys(_NAMES.split(), "available")
 LOCALSTACK = {"services": LOCALSTACK_SERVICES, "edition": "unknown", "version": "4.9.2"}
-MINISTACK = {"services": {**LOCALSTACK_SERVICES, "apigatewayv2": "available"}, "auth": "enabled",
-             "edition": "light", "version": "1.5.33"}
+# MiniStack 1.5.33 (abridged): both API Gateway versions under `apigateway`, Step Functions as `states`.
+_MINI_NAMES = "apigateway cloudformation dynamodb iam lambda logs s3 sqs ssm states sts"
+MINISTACK = {"services": dict.fromkeys(_MINI_NAMES.split(), "available"), "auth": "enabled", "edition": "light",
+             "version": "1.5.33"}
 # What LocalStack answers GetApis with (its message, abridged).
 NO_APIGWV2 = ClientError({"Error": {"Code": "InternalFailure", "Message": "The API for service 'apigatewayv2' is "
                                     "either not included in your current license plan or has not yet been emulated"},
@@ -63,6 +65,16 @@ def test_the_needs_come_from_the_templates_resource_types(template):
     assert preflight.needs({"Resources": {"Q": {"Type": "AWS::SQS::Queue"}}}, tmctl=False) == ("sqs",)
 
 
+def test_the_text_scan_finds_what_the_parsed_template_does(template):
+    from tmctl.core.bundle import project_dir
+    from tmctl.core.deploy import TEMPLATE_FILE
+
+    assert preflight.template_needs(project_dir() / TEMPLATE_FILE) == preflight.needs(template)
+    text = ('# Type: AWS::SNS::Topic\nResources:\n  F:\n    Type: AWS::Lambda::Function\n'
+            '{"T": {\n  "Type": "AWS::DynamoDB::Table"}}\n')  # YAML, and JSON one key a line
+    assert preflight.needs_in_text(text, tmctl=False) == ("lambda", "dynamodb")
+
+
 def test_localstack_free_lacks_the_http_api_with_the_plan_or_engine_to_use(template):
     result = preflight.check("localstack", "4.9.2", LOCALSTACK, preflight.needs(template),
                              lambda _name: Recorder(NO_APIGWV2).client("apigatewayv2"))
@@ -84,7 +96,8 @@ def test_an_engine_with_everything_passes(template):
     ("localstack", True, True),  # a plan may gate a listed service at call time: always asked
 ])
 def test_the_probe_runs_where_health_is_not_enough(engine, listed, probed):
-    services = dict(MINISTACK["services"]) if listed else LOCALSTACK_SERVICES
+    listing = {"apigateway": "available"} if engine == "ministack" else {"apigatewayv2": "available"}
+    services = listing if listed else {"sqs": "available"}
     recorder = Recorder(NO_APIGWV2)
     result = preflight.check(engine, "v", {"services": services}, ("apigatewayv2",), recorder.client)
     assert (recorder.calls == ["apigatewayv2.get_apis"]) is probed
@@ -93,7 +106,7 @@ def test_the_probe_runs_where_health_is_not_enough(engine, listed, probed):
 
 @pytest.mark.parametrize("state", [None, "disabled", "error"])
 def test_a_service_the_health_omits_or_turns_off_is_missing(state):
-    services = {k: v for k, v in MINISTACK["services"].items() if k != "dynamodb"}
+    services = {k: v for k, v in LOCALSTACK_SERVICES.items() if k != "dynamodb"}
     if state:
         services["dynamodb"] = state
     result = preflight.check("ministack", "1.5.33", {"services": services}, ("sqs", "dynamodb"), None)
@@ -121,7 +134,7 @@ def test_aws_is_not_checked_and_not_called():
 
 
 def _cli(monkeypatch, tmp_path, health: dict, get_apis, *args: str):
-    engine = emulator.Engine("localstack" if "apigatewayv2" not in health["services"] else "ministack",
+    engine = emulator.Engine("localstack" if health is LOCALSTACK else "ministack",
                              health["version"], ENDPOINT, health)
 
     class Booting:
