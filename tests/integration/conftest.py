@@ -66,18 +66,16 @@ class Capabilities:
 
 
 def probe_capabilities(target: Target) -> Capabilities:
-    from tmctl.core.backend import unsupported
     from tmctl.core.doctor import health_info
+    from tmctl.core.preflight import probe_http_api
 
     health = health_info(target.endpoint_url)
     name, body = health or ("nothing", {})
     lacks = {svc: f"health says {state}" for svc, state in (body.get("services") or {}).items()
              if state not in {"available", "running"}}
-    try:  # the one feature a licence decides, asked read-only
-        Clients(target).client("apigatewayv2").get_apis(MaxResults="1")
-    except Exception as err:  # noqa: BLE001 - only "unsupported" is a lack; anything else shows in the tests
-        if unsupported(err):
-            lacks["apigatewayv2"] = "GetApis answers 501: not in this engine or its tier"
+    # The one feature a licence decides, asked read-only, as `tmctl up` asks it (only "unsupported" is a lack).
+    if probe_http_api(Clients(target).client("apigatewayv2"))[0] is False:
+        lacks["apigatewayv2"] = "GetApis answers 501: not in this engine or its tier"
     for feature in filter(None, (f.strip() for f in (settings.TEST_ENGINE_LACKS.get() or "").split(","))):
         lacks.setdefault(feature, f"declared in {ENV_LACKS}")
     return Capabilities(name, str(body.get("version", "?")), target.endpoint_url, lacks)

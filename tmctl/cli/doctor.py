@@ -29,6 +29,7 @@ def doctor(
     Exit code 5 when a finding is an error. Example: tmctl doctor --local -o json
     """
     from tmctl.core import doctor as core
+    from tmctl.core import preflight
     from tmctl.core.errors import CheckFailed
     from tmctl.core.local import localstack
 
@@ -41,6 +42,7 @@ def doctor(
         docker_status=localstack.docker_status,
         local_required=aws is not True,
         apigw=local("apigatewayv2"),
+        needed=preflight.stack_needs(),
         iam_probe=lambda: _probe_client(target)("sqs").list_queues(MaxResults=1),
         load_stack=lambda: _load_stack(local("cloudformation"), target),
         lambda_=local("lambda"),

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from botocore.exceptions import ClientError
 
+from tmctl.core import failure
 from tmctl.core.errors import AUTH_CODES, DeployFailed, TmctlError, error_code, from_client_error
 from tmctl.core.local.limits import Machine, local_limits
 from tmctl.core.package import Artifact
@@ -274,8 +275,7 @@ def create_change_set(cfn, target: Target, template_body: str, params: dict[str,
     except ClientError as err:
         if error_code(err) in AUTH_CODES:
             raise from_client_error(err, f"creating a change set for {target.stack_name}") from err
-        raise DeployFailed(f"CloudFormation refused the change set: {err.response['Error'].get('Message', err)}",
-                           "fix the template or its parameters (cfn-lint on the template helps)") from err
+        raise failure.refused(cfn, target, err, "the change set") from err
     made = ChangeSet(target.stack_name, change_type, cs["Id"], name, stack_status=status)
     try:
         described = wait_change_set(cfn, cs["Id"])
@@ -289,8 +289,7 @@ def create_change_set(cfn, target: Target, template_body: str, params: dict[str,
             cfn.delete_change_set(ChangeSetName=cs["Id"])
             return ChangeSet(target.stack_name, "NONE", stack_status=status)
         discard_change_set(cfn, made)
-        raise DeployFailed(f"change set failed: {described.get('StatusReason', '?')}",
-                           "fix the template or its parameters (cfn-lint on the template helps)")
+        raise failure.change_set_failed(cfn, target, described)
     changes = [ResourceChange.from_api(c["ResourceChange"]) for c in _all_changes(cfn, described)
                if "ResourceChange" in c]
     return ChangeSet(target.stack_name, change_type, cs["Id"], name, changes, status)
@@ -329,14 +328,17 @@ def execute_change_set(cfn, target: Target, cs: ChangeSet, *, progress: Progress
     if cs.empty:
         return DeployResult(target.stack_name, False, cs.stack_status or "?", seconds=time.monotonic() - started)
     before = newest_event(cfn, target.stack_name)
-    cfn.execute_change_set(ChangeSetName=cs.id)
+    try:
+        cfn.execute_change_set(ChangeSetName=cs.id)
+    except ClientError as err:
+        raise failure.refused(cfn, target, err, "executing the change set") from err
     status, events = follow_stack(cfn, target.stack_name, before, progress, timeout)
     result = DeployResult(target.stack_name, True, status, changes=cs.changes, seconds=time.monotonic() - started)
     if status not in TERMINAL_OK:
-        reason = first_failure(events)
-        raise DeployFailed(f"deploy of {target.stack_name} ended {status}" + (f"; first failure: {reason}" if reason
-                                                                              else ""),
-                           "fix what the first failure names, then run `tmctl up` again")
+        reason = failure.failed_resource(events, target.stack_name)
+        raise DeployFailed(f"deploy of {target.stack_name} ended {status}; "
+                           + (f"first failure: {reason}" if reason else "the engine named no failing resource"),
+                           failure.deploy_fix(target, reason))
     return result
 
 

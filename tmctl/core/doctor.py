@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tmctl.core.backend import unsupported
+from tmctl.core import preflight
 from tmctl.core.errors import error_code
 from tmctl.core.executions import created_at_of_name
 
@@ -108,20 +108,42 @@ def check_engine(endpoint: str, health: tuple[str, dict] | None, *, required: bo
                    data={"engine": name, "version": version, "edition": edition})
 
 
-def check_http_api(apigw, engine: str | None) -> Finding:
-    """API Gateway v2 (the stack's front door): one read-only GetApis."""
-    try:
-        apigw.get_apis(MaxResults="1")
-    except Exception as err:  # noqa: BLE001 - classified below by code, never text
-        if unsupported(err):
-            hint = " (not in LocalStack's free tier)" if engine == "localstack" else ""
-            return Finding("http-api", ERROR, f"no HTTP API (API Gateway v2) on this engine{hint}: the stack "
-                           "cannot deploy here", "use the embedded engine (`tmctl local start` on another port), "
-                           "or a LocalStack licence that includes API Gateway v2",
-                           data={"available": False})
-        return Finding("http-api", WARN, f"HTTP API check failed: {_describe(err)}",
+def check_http_api(apigw, engine: str | None, result: preflight.Result | None = None) -> Finding:
+    """API Gateway v2 (the stack's front door): `up`'s own preflight check (one
+    read-only GetApis), or its result when the caller already ran it."""
+    if result is None:
+        result = preflight.check(engine or "unknown", "", {}, ("apigatewayv2",), lambda _name: apigw)
+    if "apigatewayv2" in result.missing:
+        hint = " (not in LocalStack's free tier)" if engine == "localstack" else ""
+        return Finding("http-api", ERROR, f"no HTTP API (API Gateway v2) on this engine{hint}: the stack "
+                       "cannot deploy here, and `tmctl up` refuses before creating anything", result.fix(),
+                       data={"available": False})
+    if "apigatewayv2" in result.unknown:
+        return Finding("http-api", WARN, f"HTTP API check failed: {result.detail}",
                        "check the engine's log", data={"available": None})
     return Finding("http-api", OK, "HTTP API (API Gateway v2) available", data={"available": True})
+
+
+def check_services(engine: str, body: dict, needed: tuple[str, ...], apigw=None) -> list[Finding]:
+    """What the stack needs against what the engine offers: the same check `tmctl up`
+    runs before creating anything (tmctl.core.preflight), as findings."""
+    result = preflight.check(engine, str(body.get("version", "")), body, needed,
+                             (lambda _name: apigw) if apigw is not None else None)
+    found = [check_http_api(apigw, engine, result)] if apigw is not None and "apigatewayv2" in needed else []
+    others = tuple(s for s in result.missing if s != "apigatewayv2")
+    listed = bool(body.get("services"))
+    if others:
+        names = ", ".join(preflight.LABELS.get(s, s) for s in others)
+        found.append(Finding("services", ERROR, f"the engine lacks {names}: the stack cannot deploy here, and "
+                             "`tmctl up` refuses before creating anything",
+                             preflight.Result(engine, "", needed, others).fix(), data={"missing": list(others)}))
+    elif listed:
+        found.append(Finding("services", OK, f"the engine lists every service the stack needs ({len(needed)})",
+                             data={"missing": []}))
+    else:
+        found.append(Finding("services", INFO, "the engine's health lists no services: only probed ones checked",
+                             data={"missing": None}))
+    return found
 
 
 def check_iam(engine: str | None, health_body: dict, probe_call: Callable[[], Any]) -> Finding:
@@ -259,6 +281,7 @@ class Probes:
     local_required: bool = True  # False when diagnosing an AWS target: no local engine is fine
     health: Callable[[str], tuple[str, dict] | None] = health_info
     apigw: Any = None  # apigatewayv2 client on the endpoint
+    needed: tuple[str, ...] = ("apigatewayv2",)  # what the stack needs (preflight.template_needs)
     iam_probe: Callable[[], Any] | None = None  # a read-only call signed with PROBE_ACCESS_KEY
     load_stack: Callable[[], Any] | None = None
     lambda_: Any = None
@@ -277,8 +300,12 @@ def diagnose(p: Probes) -> Report:
     findings.append(check_engine(p.endpoint, health, required=p.local_required))
     if health is not None:
         engine, body = health
-        if p.apigw is not None:
-            findings.append(_guard("http-api", lambda: check_http_api(p.apigw, engine)))
+        if p.apigw is not None or p.needed != ("apigatewayv2",):
+            try:
+                findings.extend(check_services(engine, body, p.needed, p.apigw))
+            except Exception as err:  # noqa: BLE001 - a check that cannot run is a finding, not a crash
+                findings.append(Finding("http-api", WARN, f"check could not run: {_describe(err)}",
+                                        "check the engine's log"))
         if p.iam_probe is not None:
             findings.append(_guard("iam", lambda: check_iam(engine, body, p.iam_probe)))
         if p.load_stack is not None:

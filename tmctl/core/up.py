@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tmctl.core import deploy as dep
-from tmctl.core import package
+from tmctl.core import package, preflight
 from tmctl.core.bundle import project_dir
 from tmctl.core.lock import deploy_lock
 from tmctl.core.stack import StackInfo, load_stack
@@ -55,6 +55,9 @@ def prepare(clients: Clients, target: Target, *, overrides: dict[str, str] | Non
     t = time.perf_counter()
     ready()
     timings["engine"] = time.perf_counter() - t
+    t = time.perf_counter()
+    preflight.require(clients, target, project / dep.TEMPLATE_FILE)  # refuses before any bucket or change set
+    timings["preflight"] = time.perf_counter() - t
     if target.region is None:
         target = clients.target  # the Session's region (an AWS profile's), for the bucket name
 

@@ -1,0 +1,209 @@
+"""What the stack needs against what the engine offers, checked before `up`
+(and `diff`) create anything, and by `doctor`.
+
+The needs come from the template's resource types (AWS::ApiGatewayV2::* →
+apigatewayv2, …) plus what tmctl itself calls (CloudFormation change sets, the
+S3 artifact bucket, STS for its name). The offer comes from the engine's health
+body (MiniStack and LocalStack both list `services` with a state) and, where
+health says nothing reliable, one cheap read-only call (API Gateway v2:
+GetApis; LocalStack's free plan has no such service, and its fallbacks would
+"deploy" an HTTP API as a stub with physical id `unknown`).
+
+Only definite evidence refuses: a service the health map omits or marks
+disabled/error, or a probe answered "not implemented". Anything unclear (no
+services map, a probe that fails some other way) lets the deploy go on. AWS
+offers everything: no check, no call. Plain functions over what they are given:
+the caller hands in the health body and a client factory, so tests pass fakes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from tmctl.core.backend import unsupported
+from tmctl.core.errors import UsageError, error_code
+
+# Resource type prefix → the service that deploys it (as engines name it in their health).
+SERVICE_OF_TYPE = (
+    ("AWS::ApiGatewayV2::", "apigatewayv2"),
+    ("AWS::ApiGateway::", "apigateway"),
+    ("AWS::Lambda::", "lambda"),
+    ("AWS::DynamoDB::", "dynamodb"),
+    ("AWS::SQS::", "sqs"),
+    ("AWS::StepFunctions::", "stepfunctions"),
+    ("AWS::SSM::", "ssm"),
+    ("AWS::IAM::", "iam"),
+    ("AWS::Logs::", "logs"),
+    ("AWS::S3::", "s3"),
+)
+OWN_CALLS = ("cloudformation", "s3", "sts")  # change sets, the artifact bucket, its account-derived name
+LABELS = {
+    "apigatewayv2": "API Gateway v2 (HTTP API)", "apigateway": "API Gateway (REST API)", "lambda": "Lambda",
+    "dynamodb": "DynamoDB", "sqs": "SQS", "stepfunctions": "Step Functions", "ssm": "SSM Parameter Store",
+    "iam": "IAM", "logs": "CloudWatch Logs", "s3": "S3", "cloudformation": "CloudFormation", "sts": "STS",
+}
+ALIASES = {"stepfunctions": ("stepfunctions", "states"), "logs": ("logs", "cloudwatchlogs")}
+# MiniStack 1.5.x serves both API Gateway versions from its one `apigateway` handler (LocalStack's
+# `apigateway` is REST only).
+ENGINE_ALIASES = {"ministack": {"apigatewayv2": ("apigatewayv2", "apigateway")}}
+GOOD_STATES = frozenset({"available", "running"})
+# Engines whose health lists exactly the services they implement (MiniStack: its handler table). LocalStack's
+# plans gate some services at call time, so there a listed service is still probed.
+HEALTH_TELLS_ALL = frozenset({"ministack"})
+BAD_STATES = frozenset({"disabled", "error"})  # LocalStack: excluded by SERVICES=…, or failed to load
+EMBEDDED = "the embedded emulator (`tmctl up --local` on a free port), which has every service this stack needs"
+
+
+def probe_http_api(apigw) -> tuple[bool | None, Exception | None]:
+    """API Gateway v2, by one read-only GetApis: (True, None) there, (False, err)
+    not implemented, (None, err) the call failed some other way."""
+    try:
+        apigw.get_apis(MaxResults="1")
+    except Exception as err:  # noqa: BLE001 - classified by code, never text
+        return (False if unsupported(err) else None), err
+    return True, None
+
+
+# Where health is not enough: service → (client name, probe).
+PROBES: dict[str, tuple[str, Callable[[Any], tuple[bool | None, Exception | None]]]] = {
+    "apigatewayv2": ("apigatewayv2", probe_http_api),
+}
+
+
+def needs(template: dict, *, tmctl: bool = True) -> tuple[str, ...]:
+    """The services the template's resources (and tmctl's own calls) need, in a stable order."""
+    types = (str((r or {}).get("Type", "")) for r in (template.get("Resources") or {}).values())
+    return _services(types, tmctl)
+
+
+# A `Type: AWS::…` line of a YAML or JSON template (a comment's `# Type:` is not one).
+_TYPE_LINE = re.compile(r"""^\s*["']?Type["']?\s*:\s*["']?(AWS::[A-Za-z0-9]+::)""", re.MULTILINE)
+
+
+def needs_in_text(body: str, *, tmctl: bool = True) -> tuple[str, ...]:
+    """needs() read off the template's text: no YAML parse (12-20 ms on every `up`).
+    Parameter types such as AWS::SSM::Parameter::Value<…> count, as CloudFormation resolves them."""
+    return _services((m.group(1) for m in _TYPE_LINE.finditer(body)), tmctl)
+
+
+def _services(types: Iterable[str], tmctl: bool) -> tuple[str, ...]:
+    found: list[str] = list(OWN_CALLS) if tmctl else []
+    for rtype in types:
+        for prefix, service in SERVICE_OF_TYPE:
+            if rtype.startswith(prefix) and service not in found:
+                found.append(service)
+    return tuple(found)
+
+
+def health_state(body: dict, service: str, engine: str = "") -> str | None:
+    """The service's state in a health body ("" when the body has no services map: says nothing)."""
+    services = body.get("services")
+    if not isinstance(services, dict) or not services:
+        return ""
+    for name in ENGINE_ALIASES.get(engine, {}).get(service) or ALIASES.get(service, (service,)):
+        if name in services:
+            return str(services[name]).lower()
+    return None
+
+
+@dataclass(frozen=True)
+class Result:
+    engine: str  # ministack | localstack | unknown
+    version: str
+    needed: tuple[str, ...]
+    missing: tuple[str, ...]  # definitely absent
+    unknown: tuple[str, ...] = ()  # a probe that could not tell
+    detail: str = ""  # why a probe could not tell
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing
+
+    def message(self) -> str:
+        names = ", ".join(LABELS.get(s, s) for s in self.missing)
+        where = f"{self.engine} {self.version}".strip()
+        if self.engine == "localstack" and self.missing == ("apigatewayv2",):
+            return f"{where} has no {names}, which this stack's front door needs: nothing was created"
+        return f"{where} lacks {names}, which this stack needs: nothing was created"
+
+    def fix(self) -> str:
+        if self.engine == "localstack":
+            plan = ("a LocalStack plan with the HTTP API (Base or above; the free plans have none)"
+                    if "apigatewayv2" in self.missing else "a LocalStack build that runs these services")
+            return f"use {EMBEDDED}, or {plan}"
+        return f"use {EMBEDDED}"
+
+    def error(self) -> EngineLacks:
+        return EngineLacks(self.message(), self.fix())
+
+
+class EngineLacks(UsageError):
+    """The engine answers but lacks a service the stack needs. A usage error
+    (exit 2), not an unreachable one (4): nothing is down, and retrying or
+    starting the same engine cannot help; the fix is a different engine or plan."""
+
+
+def check(engine: str, version: str, health: dict, needed: Iterable[str],
+          client: Callable[[str], Any] | None) -> Result:
+    """Compare `needed` with what the health body lists; ask the PROBES (through
+    `client(name)`; None: no probe) where health is not enough."""
+    needed = tuple(needed)
+    missing: list[str] = []
+    unknown: list[str] = []
+    detail = ""
+    for service in needed:
+        state = health_state(health, service, engine)
+        trusted = engine in HEALTH_TELLS_ALL and state in GOOD_STATES
+        if service in PROBES and client is not None and not trusted:
+            name, run = PROBES[service]
+            there, err = run(client(name))
+            if there is True:
+                continue
+            if there is False:
+                missing.append(service)
+                continue
+            unknown.append(service)
+            detail = f"{error_code(err) or type(err).__name__}: {' '.join(str(err).split())[:200]}"
+        if state is None or state in BAD_STATES:  # listed services, and this one absent or off
+            if service not in missing:
+                missing.append(service)
+            if service in unknown:
+                unknown.remove(service)
+    return Result(engine, version, needed, tuple(missing), tuple(unknown), detail)
+
+
+def template_needs(template_path) -> tuple[str, ...]:
+    from pathlib import Path
+
+    return needs_in_text(Path(template_path).read_text())
+
+
+def stack_needs() -> tuple[str, ...]:
+    """What the project's template needs (doctor: the API's front door alone if it cannot be read)."""
+    from tmctl.core.bundle import project_dir
+    from tmctl.core.deploy import TEMPLATE_FILE
+
+    try:
+        return template_needs(project_dir() / TEMPLATE_FILE)
+    except Exception:  # noqa: BLE001 - no project here: the HTTP API is still worth checking
+        return ("apigatewayv2",)
+
+
+def require(clients, target, template_path) -> Result | None:
+    """Refuse (EngineLacks) before anything is created when the engine lacks what
+    the stack needs. AWS: None, no call. Nothing answering: None (the deploy's own
+    error says so)."""
+    if not target.local:
+        return None
+    from tmctl.core.local.emulator import probe
+
+    engine = probe(target.endpoint_url, timeout=2.0)
+    if engine is None:
+        return None
+    result = check(engine.name, engine.version, engine.health, template_needs(template_path), clients.client)
+    if not result.ok:
+        raise result.error()
+    return result
