@@ -112,7 +112,8 @@ class Health:
 
 def test_the_compose_service_becomes_the_run_arguments_on_the_targets_port():
     spec = localstack.load_service(COMPOSE, port=4600, env={localstack.TOKEN_ENV: TOKEN})
-    assert spec.image.startswith("localstack/")
+    assert spec.image.startswith("localstack/localstack-pro:"), "pro: the HTTP API needs a paid plan"
+    assert spec.image.rsplit(":", 1)[1] not in {"", "latest"}, "pinned to a version known to accept the template"
     assert spec.environment[localstack.TOKEN_ENV] == TOKEN
     assert spec.environment["ENFORCE_IAM"] == "1"
     assert spec.ports == [("127.0.0.1", 4600, 4566)], "loopback only, on the endpoint's port"
@@ -170,7 +171,7 @@ def test_start_runs_the_service_and_waits_for_health():
     assert c.name == "tmctl-localstack-4566"
     assert c.environment[localstack.TOKEN_ENV] == TOKEN
     assert c.ports == {"4566/tcp": ("127.0.0.1", 4566)}
-    assert docker.images.pulled == [("localstack/localstack-pro", "latest")]
+    assert docker.images.pulled == [("localstack/localstack-pro", "4.14.0")], "the pinned tag, not latest"
 
 
 def test_a_localstack_already_answering_is_reused_without_docker():

@@ -61,6 +61,10 @@ AWS_MODE_ENDPOINT_URL = Setting("TMCTL_AWS_ENDPOINT_URL", None, TEST,
 TEST_ENGINE_LACKS = Setting("TMCTL_TEST_ENGINE_LACKS", None, TEST,
                             "features the engine under test lacks that no read-only call reveals, "
                             "e.g. lambda,dynamodb: their tests are skipped with that reason")
+TEST_LOCALSTACK_PYTHON = Setting("TMCTL_TEST_LOCALSTACK_PYTHON", None, TEST,
+                                 "the Python 3.13 of a venv with localstack-core 2026.3.0 that "
+                                 "tests/integration/test_localstack_host.py starts LocalStack with "
+                                 "(default: .venv-localstack/bin/python, as .ci/run makes it; neither: skipped)")
 
 # ---------------------------------------------------------------- for benchmarks
 BENCH_AWSCLI = Setting("TMCTL_BENCH_AWSCLI", None, BENCHMARK,
@@ -69,4 +73,4 @@ BENCH_AWSCLI = Setting("TMCTL_BENCH_AWSCLI", None, BENCHMARK,
 
 ALL: tuple[Setting, ...] = (LOCAL, ENDPOINT_URL, STAGE, APP, STATE_DIR, PROJECT_DIR, DEBUG, EMULATOR_LOG_LEVEL,
                             SFN_WAIT_SCALE, RECORD_CALLS, PERSIST, AWS_MODE_ENDPOINT_URL, TEST_ENGINE_LACKS,
-                            BENCH_AWSCLI)
+                            TEST_LOCALSTACK_PYTHON, BENCH_AWSCLI)
