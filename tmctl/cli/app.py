@@ -15,15 +15,14 @@ from tmctl.cli.options import OutputFormat
 
 
 def _usage_line(message: str, code: int) -> int:
+    """Say an error on stderr, always as one line, and give back its exit code."""
     sys.stderr.write(f"tmctl: error: {' '.join(message.split())}\n")
     sys.stderr.flush()
     return code
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    sys.stderr.write(f"tmctl: error: {' '.join(message.split())}\n")  # always one line
-    sys.stderr.flush()
-    return typer.Exit(code)
+    return typer.Exit(_usage_line(message, code))
 
 
 def hoist_global_options(args: list[str], options: dict[str, bool]) -> list[str]:
