@@ -494,23 +494,22 @@ def declared_concurrency(template: dict, params: dict[str, str]) -> dict[str, in
 
 
 def _evaluate(node, values: dict[str, str], conditions: dict):
-    """The few intrinsics a limit uses: Ref (AWS::NoValue → None), Fn::If,
-    Fn::Equals, Fn::Not, and named conditions."""
+    """The value a limit takes: a literal, Ref (AWS::NoValue → None) or Fn::If,
+    whose condition the one Conditions evaluator decides (tmctl.core.render)."""
+    from tmctl.core.render import Unknown, condition
+
     if not isinstance(node, dict) or len(node) != 1:
         return node
     (fn, arg), = node.items()
     if fn == "Ref":
         return None if arg == "AWS::NoValue" else values.get(arg)
-    if fn == "Condition":
-        return _evaluate(conditions[arg], values, conditions)
     if fn == "Fn::If":
         name, then, otherwise = arg
-        return _evaluate(then if _evaluate(conditions[name], values, conditions) else otherwise, values, conditions)
-    if fn == "Fn::Equals":
-        a, b = (_evaluate(x, values, conditions) for x in arg)
-        return str(a) == str(b)
-    if fn == "Fn::Not":
-        return not _evaluate(arg[0], values, conditions)
+        try:
+            chosen = condition(name, values, conditions)
+        except Unknown as err:
+            raise ValueError(f"a concurrency limit's condition cannot be decided before deploying: {err}") from None
+        return _evaluate(then if chosen else otherwise, values, conditions)
     raise ValueError(f"unsupported intrinsic in a concurrency limit: {fn}")
 
 
