@@ -15,11 +15,13 @@ e.g. `lambda,dynamodb`."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import socket
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -199,3 +201,18 @@ def load_snapshot(env):
         return report
 
     return _load
+
+
+@contextlib.contextmanager
+def dlq_pair(sqs, prefix: str):
+    """A fresh main queue and its DLQ (maxReceiveCount 3) on any engine: (name, main URL, DLQ URL); deleted after."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    main = sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": json.dumps(
+        {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"})})["QueueUrl"]
+    try:
+        yield name, main, dlq
+    finally:
+        for url in (main, dlq):
+            sqs.delete_queue(QueueUrl=url)

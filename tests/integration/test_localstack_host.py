@@ -29,14 +29,13 @@ import signal
 import subprocess
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tests.integration.conftest import free_port
+from tests.integration.conftest import dlq_pair, free_port
 from tmctl.cli.app import app
 from tmctl.core import preflight, settings
 from tmctl.core.target import Clients, resolve_target
@@ -227,15 +226,8 @@ def _resources(template: dict) -> tuple[set[str], set[str]]:
 
 @pytest.fixture
 def pair(localstack):
-    sqs = localstack.clients.sqs
-    name = f"ls-q-{uuid.uuid4().hex[:8]}"
-    dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    main = sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": json.dumps(
-        {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"})})["QueueUrl"]
-    yield name, main, dlq
-    for url in (main, dlq):
-        sqs.delete_queue(QueueUrl=url)
+    with dlq_pair(localstack.clients.sqs, "ls-q") as made:
+        yield made
 
 
 def test_dlq_peek_and_stats_consume_nothing(localstack, pair):

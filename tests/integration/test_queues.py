@@ -15,12 +15,12 @@ import struct
 import subprocess
 import sys
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from typer.testing import CliRunner
 
+from tests.integration.conftest import dlq_pair
 from tmctl.cli.app import app
 from tmctl.core.backend import detect
 from tmctl.core.queues import inspect_messages
@@ -33,15 +33,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 @pytest.fixture
 def pair(engine_env):
     """A fresh main queue + DLQ (maxReceiveCount 3); both deleted afterwards."""
-    sqs = engine_env.clients.sqs
-    name = f"it-q-{uuid.uuid4().hex[:8]}"
-    dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    main = sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": json.dumps(
-        {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"})})["QueueUrl"]
-    yield name, main, dlq
-    for url in (main, dlq):
-        sqs.delete_queue(QueueUrl=url)
+    with dlq_pair(engine_env.clients.sqs, "it-q") as made:
+        yield made
 
 
 def tmctl(env, *args: str):

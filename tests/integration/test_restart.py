@@ -67,6 +67,15 @@ def wait_for(fetch, done, timeout: float = 30.0):
         time.sleep(0.2)
 
 
+def stop_every_engine(target, wd) -> None:
+    """tmctl's stop, then SIGKILL for any engine still running in `wd` (a failed test's leftovers)."""
+    with contextlib.suppress(Exception):
+        emulator.stop(target, timeout=10)
+    for pid in engines_in(wd, set()):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+
+
 def test_state_survives_stop_and_start_and_a_crash_warns_and_reset_empties(tmp_path):
     endpoint = f"http://127.0.0.1:{free_port()}"
     target = dataclasses.replace(resolve_target(endpoint_url=endpoint, env={}), state_dir=tmp_path)
@@ -183,11 +192,7 @@ def test_state_survives_stop_and_start_and_a_crash_warns_and_reset_empties(tmp_p
         assert Clients(target).dynamodb.list_tables()["TableNames"] == []
         assert cli("task", "list", check=False).returncode == 3
     finally:
-        with contextlib.suppress(Exception):
-            emulator.stop(target, timeout=10)
-        for pid in engines_in(wd, set()):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
+        stop_every_engine(target, wd)
 
 
 def test_a_newer_engines_state_is_refused_never_half_loaded(tmp_path, monkeypatch):
@@ -217,8 +222,4 @@ def test_a_newer_engines_state_is_refused_never_half_loaded(tmp_path, monkeypatc
         assert Cli(env)("local", "start", "--fresh").returncode == 0
         assert not (wd / "state" / "sqs.json").exists() or "99" not in (wd / "state" / "sqs.json").read_text()
     finally:
-        with contextlib.suppress(Exception):
-            emulator.stop(target, timeout=10)
-        for pid in engines_in(wd, set()):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
+        stop_every_engine(target, wd)
