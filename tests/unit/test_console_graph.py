@@ -307,13 +307,16 @@ def test_a_retry_execution_shows_the_caught_start_then_the_retried_path():
 
 def test_a_step_that_succeeds_on_a_later_attempt_is_retried_and_running_and_uncaught_failures_show():
     retried = path_from_history(history(COMPLETED))
-    running = path_from_history(history(COMPLETED[:1] + [("RunSteps", "Task", ["ok", "..."])], end=None))
+    running = path_from_history(history(COMPLETED[:1] + [("RunSteps", "Task", ["Lambda.ServiceException", "..."])],
+                                        end=None))
     failed = path_from_history(history(COMPLETED[:1] + [("RunSteps", "Task", ["Boom"])], end="ExecutionFailed"))
 
     assert (retried["RunSteps"].outcome, retried["RunSteps"].attempts, retried["RunSteps"].retries) == \
         ("retried", 2, 1)
     assert retried["RunSteps"].error is None and retried["Outcome"].outcome == "succeeded"
+    # its first call failed and the Retry's next one has not answered yet: running, not failed
     assert running["RunSteps"].outcome == "running" and running["RunSteps"].transitions == []
+    assert running["RunSteps"].attempts == 2 and running["MarkProcessing"].outcome == "succeeded"
     assert failed["RunSteps"].outcome == "failed" and failed["RunSteps"].error == "Boom"
     assert transitions(failed)[-1] == ("RunSteps", END)
 

@@ -601,7 +601,7 @@ class StateRun:
 
 
 def _outcome(step: Step, caught: bool) -> Outcome:
-    if step.status == "RUNNING":
+    if step.status == "RUNNING" or step.exited is None:  # not left yet: working, or waiting to retry a failure
         return "running"
     if step.status in ("FAILED", "TIMED_OUT", "ABORTED"):
         return "caught" if caught else "failed"
@@ -688,7 +688,12 @@ font:12px ui-monospace,SFMono-Regular,Menlo,Consolas,"Liberation Mono",monospace
 _STYLE += "".join(
     f".tmg .tmg-{o}>rect,.tmg .tmg-swatch.tmg-{o}{{fill:var(--tmg-{o}-bg);stroke:var(--tmg-{o});stroke-width:2}}\n"
     for o in OUTCOMES)
-_STYLE += ".tmg .tmg-not_run{opacity:.75}\n.tmg .tmg-not_run>rect{stroke-width:1.2}\n"
+_STYLE += """.tmg .tmg-not_run{opacity:.75}
+.tmg .tmg-not_run>rect{stroke-width:1.2}
+.tmg .tmg-running>rect{stroke-dasharray:6 3;animation:tmg-run 1s linear infinite}
+@keyframes tmg-run{to{stroke-dashoffset:-9}}
+@media (prefers-reduced-motion:reduce){.tmg .tmg-running>rect{animation:none}}
+"""
 
 _LEGEND = {"succeeded": "succeeded", "failed": "failed", "caught": "caught", "retried": "retried ×N",
            "running": "running", "not_run": "not run"}
