@@ -38,7 +38,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tmctl.core.executions import Step, _ts, details_of, timeline
+from tmctl.core.executions import Step, details_of, timeline
 
 Outcome = Literal["succeeded", "failed", "caught", "retried", "running", "not_run"]
 OUTCOMES: tuple[Outcome, ...] = ("succeeded", "failed", "caught", "retried", "running", "not_run")
@@ -615,7 +615,7 @@ def path_from_history(events: list[dict]) -> dict[str, StateRun]:
     steps = [s for s in timeline(events) if s.type != "Redrive"]
     # timeline summarises results; the console shows the raw input and output of each entry
     io: list[list[Any]] = []
-    started_at = ended = None
+    ended = None
     for event in events:
         kind, details = event["type"], details_of(event)
         if kind.endswith("StateEntered"):
@@ -624,8 +624,6 @@ def path_from_history(events: list[dict]) -> dict[str, StateRun]:
             match = next((entry for entry in reversed(io) if entry[0] == details.get("name")), None)
             if match is not None:
                 match[2] = details.get("output")
-        elif kind == "ExecutionStarted":
-            started_at = event.get("timestamp")
         elif kind in ("ExecutionSucceeded", "ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted"):
             ended = kind
 
@@ -649,13 +647,9 @@ def path_from_history(events: list[dict]) -> dict[str, StateRun]:
         target = step.next or (END if ended and seq == len(steps) - 1 else None)
         if target is not None:
             run.transitions.append(Transition(step.name, target, seq + 1, ms, outcome == "caught"))
-    if steps and steps[0].name in runs:
+    if steps:  # the first move: from the execution's start (timeline's offsets count from it) to the first state
         first = steps[0]
-        wait = None
-        begun = _ts(started_at)  # the one reader of both engines' timestamps
-        if begun is not None:
-            wait = round((first.entered - begun).total_seconds() * 1000, 1)
-        runs[first.name].transitions.insert(0, Transition(START, first.name, 0, wait))
+        runs[first.name].transitions.insert(0, Transition(START, first.name, 0, round(first.offset * 1000, 1)))
     return runs
 
 
