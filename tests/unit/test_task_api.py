@@ -714,6 +714,9 @@ def test_a_rest_event_keeps_its_path_the_stage_is_not_added(task_api, answer, lo
     assert task_api.is_rest_event(event) and not task_api.is_rest_event(load_event("http_api_v2_post_task"))
 
     assert answer(event)[0] == 202
+    # The access line names the route either way: REST's method and resource, the HTTP API's route key
+    assert task_api.route_of(load_event("rest_api_v1_get_task")) == "GET /tasks/{taskID}"
+    assert task_api.route_of(load_event("http_api_v2_get_task")) == "GET /tasks/{taskID}"
 
 
 @pytest.mark.parametrize("text_body", [True, False])
