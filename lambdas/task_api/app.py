@@ -1,7 +1,10 @@
-"""Task API: POST /tasks, GET /tasks/{taskID}, GET /tasks (HTTP API, payload 2.0).
+"""Task API: POST /tasks, GET /tasks/{taskID}, GET /tasks, behind either front door:
+an HTTP API (payload 2.0) or a REST API (proxy payload 1.0), one contract.
 
-The edge (routing, body decoding, error shaping) is Powertools' HTTP resolver;
-the work is in `TaskService`, which takes its clients as arguments."""
+The edge (routing, body decoding, error shaping) is Powertools: the routes and
+error handlers are declared once on a `Router`, included into an HTTP and a REST
+resolver, and each event goes to the resolver of its shape. The work is in
+`TaskService`, which takes its clients as arguments."""
 
 from __future__ import annotations
 
@@ -13,7 +16,8 @@ import time
 
 import boto3
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from botocore.exceptions import BotoCoreError, ClientError
 from taskcore import config
@@ -32,7 +36,8 @@ from taskcore.model import (
 )
 
 logger = Logger(service="task-api")
-app = APIGatewayHttpResolver()
+# The routes and error handlers, once; the resolvers at the end of the module include them.
+router = Router()
 
 TABLE = os.environ.get("TABLE_NAME", "")
 QUEUE_URL = os.environ.get("QUEUE_URL", "")
@@ -40,7 +45,7 @@ STATUS_INDEX = os.environ.get("STATUS_INDEX", "byStatus")
 MAX_LIMIT = 100
 # The operations of cloudformation/openapi.yaml by path (after the stage). Another
 # method on one of these paths is a 405 that names the methods it has; any other
-# path is a 404. The template's $default route sends both here.
+# path is a 404. The HTTP API's $default route and the REST API's ANY methods send both here.
 DECLARED_PATHS = (
     (re.compile(r"/tasks"), ("GET", "POST")),
     (re.compile(r"/tasks/[^/]+"), ("GET",)),
@@ -209,7 +214,7 @@ def read_json_body() -> object:
     """The body's bytes, checked at the edge (media type, charset, size), then
     parsed under the JSON limits of `parse_json_body` (depth, numbers, strings,
     duplicate names). Every refusal is an ApiError or a ValidationError: a 4xx."""
-    event = app.current_event
+    event = router.current_event
     content_type = (event.headers or {}).get("content-type", "")
     media_type, *params = (part.strip().lower() for part in content_type.split(";"))
     if content_type and "json" not in media_type:
@@ -236,7 +241,7 @@ def read_json_body() -> object:
     return parse_json_body(data)
 
 
-@app.post("/tasks")
+@router.post("/tasks")
 def create_task():
     task = TaskInput.parse(read_json_body())
     if not config.intake_open():
@@ -246,7 +251,7 @@ def create_task():
     return json_response(status, public_view(item), headers={"Location": f"tasks/{item['taskID']}"})
 
 
-@app.get("/tasks/<task_id>")
+@router.get("/tasks/<task_id>")
 def get_task(task_id: str):
     if not TASK_ID_PATTERN.fullmatch(task_id):
         raise ApiError(400, "INVALID_TASK_ID", "'taskID' has characters or a length the API never accepts")
@@ -256,9 +261,9 @@ def get_task(task_id: str):
     return json_response(200, public_view(item))
 
 
-@app.get("/tasks")
+@router.get("/tasks")
 def list_tasks():
-    params = app.current_event.query_string_parameters or {}
+    params = router.current_event.query_string_parameters or {}
     unknown = sorted(set(params) - {"status", "limit", "nextToken"})
     if unknown:
         raise ApiError(400, "UNKNOWN_FIELD", f"unknown query parameter(s): {', '.join(unknown)}")
@@ -276,19 +281,19 @@ def list_tasks():
     return json_response(200, service().list(status, limit, params.get("nextToken")))
 
 
-@app.exception_handler(ValidationError)
+@router.exception_handler(ValidationError)
 def on_validation_error(err: ValidationError):
     return error_response(400, err.code, err.message)
 
 
-@app.exception_handler(ApiError)
+@router.exception_handler(ApiError)
 def on_api_error(err: ApiError):
     return error_response(err.status, err.code, err.message, err.retry_after)
 
 
-@app.exception_handler(NotFoundError)
+@router.exception_handler(NotFoundError)
 def on_no_route(_err: NotFoundError):
-    event = app.current_event
+    event = router.current_event
     method = event.http_method.upper()
     for pattern, allowed in DECLARED_PATHS:
         if pattern.fullmatch(event.path):
@@ -302,7 +307,7 @@ def on_no_route(_err: NotFoundError):
     return error_response(404, "NOT_FOUND", "no such route; see the OpenAPI document")
 
 
-@app.exception_handler(ClientError)
+@router.exception_handler(ClientError)
 def on_aws_error(err: ClientError):
     # A 5xx only when AWS itself fails; the role's gaps surface here too.
     logger.exception("AWS call failed")
@@ -310,14 +315,14 @@ def on_aws_error(err: ClientError):
     return error_response(503 if code in THROTTLING_CODES else 500, "BACKEND_ERROR", f"an AWS call failed ({code})")
 
 
-@app.exception_handler(BotoCoreError)
+@router.exception_handler(BotoCoreError)
 def on_aws_unreachable(err: BotoCoreError):
     # Timeouts and connection errors: transient, so the client should retry.
     logger.exception("AWS call did not complete")
     return error_response(503, "BACKEND_ERROR", f"an AWS call did not complete ({type(err).__name__}); retry")
 
 
-@app.exception_handler(Exception)
+@router.exception_handler(Exception)
 def on_bug(err: Exception):
     # Last resort: no input should get here (every refusal above is a 4xx), but a
     # bug answers a JSON 500 instead of failing the invocation (a bare 502 from the gateway).
@@ -326,13 +331,41 @@ def on_bug(err: Exception):
 
 
 def with_stage_in_path(event: dict) -> dict:
-    """AWS puts a named stage in rawPath ("/dev/tasks") and Powertools strips
-    it; some emulators send "/tasks". Give the router AWS's shape either way."""
+    """HTTP API events only. AWS puts a named stage in rawPath ("/dev/tasks") and
+    Powertools strips it; some emulators send "/tasks". Give the router AWS's
+    shape either way. (A REST event needs nothing: its `path` is already after
+    the stage, on AWS and on the emulators; the stage is only in
+    requestContext.path.)"""
     stage = (event.get("requestContext") or {}).get("stage") or "$default"
     raw = event.get("rawPath") or "/"
     if stage != "$default" and raw != f"/{stage}" and not raw.startswith(f"/{stage}/"):
         event = {**event, "rawPath": f"/{stage}{raw}"}
     return event
+
+
+# One resolver per front door, the same routes and error handlers in each (the
+# template's FrontDoor parameter picks the door; the code takes either).
+http_app = APIGatewayHttpResolver()
+rest_app = APIGatewayRestResolver()
+for _resolver in (http_app, rest_app):
+    _resolver.include_router(router)
+
+
+def is_rest_event(event: dict) -> bool:
+    """A REST API proxy event (payload 1.0: httpMethod at the top) rather than
+    an HTTP API one (version "2.0"). Anything else goes to the HTTP resolver,
+    whose failure the handler answers as a JSON 500."""
+    return event.get("version") != "2.0" and "httpMethod" in event
+
+
+def route_of(event: dict) -> str | None:
+    """What the access line calls the route: the HTTP API's routeKey, or the
+    REST API's method and resource ("GET /tasks/{taskID}")."""
+    if event.get("routeKey"):
+        return event["routeKey"]
+    if event.get("httpMethod"):
+        return f"{event['httpMethod']} {event.get('resource', '')}"
+    return None
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -344,7 +377,10 @@ def handler(event: dict, context) -> dict:
         return {"warm": True}
     started = time.perf_counter()
     try:
-        response = app.resolve(with_stage_in_path(event), context)
+        if is_rest_event(event):
+            response = rest_app.resolve(event, context)
+        else:
+            response = http_app.resolve(with_stage_in_path(event), context)
     except Exception as err:  # outside the routes (say, an event of a shape the resolver chokes on)
         logger.exception("unhandled error outside a route")
         response = {"statusCode": 500, "headers": {"Content-Type": "application/json"},
@@ -355,6 +391,6 @@ def handler(event: dict, context) -> dict:
     # returns as soon as a line arrives instead of waiting out its log window.
     path_id = (event.get("pathParameters") or {}).get("taskID")
     logger.info("request", extra={
-        "route": event.get("routeKey"), "status": response.get("statusCode"),
+        "route": route_of(event), "status": response.get("statusCode"),
         "ms": round((time.perf_counter() - started) * 1000, 1), **({"taskID": path_id} if path_id else {})})
     return response

@@ -44,6 +44,12 @@ FAILURE_RULES = [
 STACK_PARAMS = {"LogRetentionDays": "1"}
 # What the deployed stack needs of an engine (`env` is skipped without one of them).
 STACK_NEEDS = ("cloudformation", "apigatewayv2", "lambda", "dynamodb", "sqs", "stepfunctions", "ssm", "iam", "logs")
+# The same stack behind the REST front door (FrontDoor=rest): API Gateway v1 instead of v2.
+REST_STACK_NEEDS = tuple("apigateway" if need == "apigatewayv2" else need for need in STACK_NEEDS)
+# Its stage, beside the session's (one per worker too); config cached 1 s so a switch flipped by a test
+# is seen at once (the session's stage keeps tmctl up --local's 5 s).
+REST_STAGE = "itrest" + (f"-{os.environ['PYTEST_XDIST_WORKER']}" if os.environ.get("PYTEST_XDIST_WORKER") else "")
+REST_PARAMS = {**STACK_PARAMS, "FrontDoor": "rest", "ConfigCacheSeconds": "1"}
 ENV_LACKS = settings.TEST_ENGINE_LACKS.name
 
 
@@ -169,6 +175,26 @@ def env(engine_env, engine_caps) -> Env:
             engine_env.proc)
     e.set_failure_rules(FAILURE_RULES)
     return e
+
+
+@pytest.fixture(scope="session")
+def rest_env(engine_env, engine_caps) -> Iterator[Env]:
+    """A second stage of the same template with the REST front door, deployed on first use and
+    deleted at the session's end. Needs no API Gateway v2: it runs where `env` cannot (LocalStack's
+    free plan)."""
+    from tmctl.core.deploy import delete_stack
+
+    engine_caps.skip_unless(REST_STACK_NEEDS, "the REST front door's stack")
+    target = dataclasses.replace(engine_env.target, stage=REST_STAGE)
+    clients = Clients(target)
+    try:
+        result = bring_up(clients, target, overrides=REST_PARAMS)
+        e = Env(target, clients, result.stack, TaskApi(result.stack.api_url),
+                {**engine_env.cli_env, "TMCTL_STAGE": REST_STAGE}, engine_env.proc)
+        e.set_failure_rules(FAILURE_RULES)
+        yield e
+    finally:
+        delete_stack(clients.cloudformation, target)
 
 
 def wait_for(fetch, done, timeout: float = 30.0, interval: float = 0.1):

@@ -4,7 +4,10 @@ every answer must be documented (status code, content type, schema, headers), no
 answer may be a 5xx, invalid input must be refused and valid input accepted.
 
 Fixed seed, bounded examples: the same requests every run, in CI's time budget.
-It runs on the session's shared stack, so it keeps out of other tests' way: no
+Both front doors: the session's HTTP API, and the REST API stage (`rest_env`) with
+fewer examples (the routes and the function are the same; what differs is the
+gateway in front, which the coverage phase and a few generated cases exercise).
+It runs on the session's shared stacks, so it keeps out of other tests' way: no
 generated taskID matches a failure-injection rule (nothing reaches the DLQ), and
 every task it creates has finished before the module ends (the queue is drained)."""
 
@@ -26,14 +29,14 @@ pytestmark = pytest.mark.integration
 OPENAPI = PROJECT / "cloudformation" / "openapi.yaml"
 SEED = 20260309
 MAX_EXAMPLES = 60  # per operation, fuzzing phase (the coverage phase has its own fixed set)
+REST_MAX_EXAMPLES = 10
 
 
 def task_count(env) -> int:
     return env.clients.dynamodb.scan(TableName=env.stack.table, Select="COUNT")["Count"]
 
 
-@pytest.fixture(scope="module")
-def created(env):
+def track_created(env):
     """taskIDs the fuzzing created (202s). Afterwards each has finished, so the
     queue is drained for the tests after this one, and they are the only new
     items: no refused request stored anything."""
@@ -46,15 +49,30 @@ def created(env):
     assert task_count(env) == before + len(ids)
 
 
+@pytest.fixture(scope="module")
+def created(env):
+    yield from track_created(env)
+
+
+@pytest.fixture(scope="module")
+def rest_created(rest_env):
+    yield from track_created(rest_env)
+
+
 # Loaded at import, not from a fixture: schemathesis.pytest.from_fixture needs a
 # pytest internal (Node._nodeid) that pytest 9 no longer has. The live URL is
 # given per call instead.
-schema = schemathesis.openapi.from_path(OPENAPI, config=schemathesis.Config.from_dict({
-    "seed": SEED,
-    "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none"},
-    # A negative body can be over 16 KiB once encoded (4,001 four-byte characters): 413 is a refusal too.
-    "checks": {"negative_data_rejection": {"expected-statuses": ["400", "404", "405", "409", "413", "415"]}},
-}))
+def load_schema(max_examples: int):
+    return schemathesis.openapi.from_path(OPENAPI, config=schemathesis.Config.from_dict({
+        "seed": SEED,
+        "generation": {"max-examples": max_examples, "deterministic": True, "database": "none"},
+        # A negative body can be over 16 KiB once encoded (4,001 four-byte characters): 413 is a refusal too.
+        "checks": {"negative_data_rejection": {"expected-statuses": ["400", "404", "405", "409", "413", "415"]}},
+    }))
+
+
+schema = load_schema(MAX_EXAMPLES)
+rest_schema = load_schema(REST_MAX_EXAMPLES)
 
 
 def clear_of_failure_rules(case) -> None:
@@ -88,8 +106,7 @@ def assert_documented(case, response) -> None:
         assert response.json()["error"] == "METHOD_NOT_ALLOWED"
 
 
-@schema.parametrize()
-def test_live_api_conforms_to_its_document(case, env, created):
+def fuzz(case, env, created: set[str]) -> None:
     clear_of_failure_rules(case)
     # A nextToken is opaque: only one the API issued is valid, which a schema cannot say
     # (to it any string is). So a generated one may be refused, with a 400.
@@ -101,3 +118,14 @@ def test_live_api_conforms_to_its_document(case, env, created):
         assert response.status_code in {200, 400}, response.text
     if case.method == "POST" and response.status_code == 202:
         created.add(response.json()["taskID"])
+
+
+@schema.parametrize()
+def test_live_api_conforms_to_its_document(case, env, created):
+    fuzz(case, env, created)
+
+
+@rest_schema.parametrize()
+@pytest.mark.needs("apigateway")
+def test_live_rest_api_conforms_to_its_document(case, rest_env, rest_created):
+    fuzz(case, rest_env, rest_created)

@@ -148,6 +148,7 @@ NOT_NEEDED = {
     # tags go in with the create request; changing them later would need /tags, which no tag condition holds.
     "apigateway:TagResource", "apigateway:UntagResource",
     "s3:getObject",  # ApiGatewayV2::Api's, for an OpenAPI body in S3 (BodyS3Location): not used
+    "apigateway:UpdateRestApiPolicy",  # ApiGateway::RestApi's, for its Policy property: the REST API sets none
 }
 
 

@@ -622,3 +622,184 @@ def test_handler_module_reads_its_environment_from_the_template(task_api, stack)
     # The template's env vars flowed into the module: no drift in names
     assert (stack.table, stack.queue_url, "byStatus") == (task_api.TABLE, task_api.QUEUE_URL, task_api.STATUS_INDEX)
     assert task_api.STATUS_INDEX in {g["IndexName"] for g in stack.cfn.props("TasksTable")["GlobalSecondaryIndexes"]}
+
+
+# ------------------------------------------------------------------ both front doors, one contract
+# The template's FrontDoor parameter puts an HTTP API (payload 2.0) or a REST API
+# (proxy payload 1.0) in front of the same function; each test below runs on both
+# real event shapes (tests/events/http_api_v2_*, rest_api_v1_*).
+
+
+class Door:
+    """Builds requests of one event shape and reads its answers."""
+
+    def __init__(self, kind: str, load_event):
+        self.kind, self.load = kind, load_event
+
+    def _event(self, name: str) -> dict:
+        return self.load(f"{'http_api_v2' if self.kind == 'http' else 'rest_api_v1'}_{name}")
+
+    def request(self, method: str, path: str, *, body: bytes | None = None, content_type: str | None = None,
+                base64_body: bool = False, query: dict | None = None) -> dict:
+        """`path` after the stage ("/tasks/x"), as each door delivers it on AWS."""
+        event = self._event("post_task" if body is not None else "get_task")
+        headers = event["headers"] = {k: v for k, v in event["headers"].items()
+                                      if k.lower() not in {"content-type", "content-length"}}
+        if body is not None and content_type is not None:
+            headers["content-type" if self.kind == "http" else "Content-Type"] = content_type
+        event["body"] = None if body is None else (
+            base64.b64encode(body).decode() if base64_body else body.decode("utf-8", "surrogatepass"))
+        event["isBase64Encoded"] = base64_body
+        if self.kind == "http":
+            event["routeKey"] = event["requestContext"]["routeKey"] = "$default"
+            event["requestContext"]["http"]["method"] = method
+            event["rawPath"] = event["requestContext"]["http"]["path"] = f"/dev{path}"
+            event["rawQueryString"] = urllib.parse.urlencode(query or {})
+            event.pop("pathParameters", None)
+            if query:
+                event["queryStringParameters"] = dict(query)
+            else:
+                event.pop("queryStringParameters", None)
+        else:
+            # The REST API's explicit methods or its ANY fallbacks: path after the stage, resource as matched.
+            event["httpMethod"] = event["requestContext"]["httpMethod"] = method
+            event["path"], event["requestContext"]["path"] = path, f"/dev{path}"
+            event["multiValueHeaders"] = {k: [v] for k, v in headers.items()}
+            event["queryStringParameters"] = dict(query) if query else None
+            event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} if query else None
+            event["pathParameters"] = None
+        return event
+
+    @staticmethod
+    def headers(resp: dict) -> dict:
+        """The answer's headers, whichever way the resolver put them (REST: multiValueHeaders)."""
+        return {**resp.get("headers", {}), **{k: ", ".join(v) for k, v in resp.get("multiValueHeaders", {}).items()}}
+
+
+@pytest.fixture(params=["http", "rest"])
+def door(request, load_event) -> Door:
+    return Door(request.param, load_event)
+
+
+@pytest.fixture
+def answer(task_api, lambda_context):
+    """Invoke the handler; return (status, decoded JSON body, headers) from either shape's response."""
+
+    def invoke(event: dict) -> tuple[int, dict, dict]:
+        resp = task_api.handler(event, lambda_context)
+        return resp["statusCode"], json.loads(resp["body"]) if resp.get("body") else {}, Door.headers(resp)
+
+    return invoke
+
+
+@pytest.mark.parametrize("kind", ["http", "rest"])
+def test_the_sample_events_of_each_door_create_get_and_list(answer, load_event, stack, kind):
+    prefix = "http_api_v2" if kind == "http" else "rest_api_v1"
+
+    status, created, headers = answer(load_event(f"{prefix}_post_task"))
+    assert (status, created["taskID"], created["status"]) == (202, "task-173", "QUEUED")
+    assert headers["Content-Type"] == "application/json" and headers["Location"] == "tasks/task-173"
+    assert stack.get_item("task-173")["status"] == "QUEUED"
+
+    status, got, _ = answer(load_event(f"{prefix}_get_task"))
+    assert (status, got["taskID"]) == (200, "task-173") and "requestHash" not in got
+
+    status, listed, _ = answer(load_event(f"{prefix}_list_tasks"))
+    assert status == 200 and [t["taskID"] for t in listed["items"]] == ["task-173"]
+
+
+def test_a_rest_event_keeps_its_path_the_stage_is_not_added(task_api, answer, load_event):
+    # REST's `path` is after the stage (the stage is only in requestContext.path): no fix-up.
+    event = load_event("rest_api_v1_post_task")
+    assert task_api.is_rest_event(event) and not task_api.is_rest_event(load_event("http_api_v2_post_task"))
+
+    assert answer(event)[0] == 202
+    # The access line names the route either way: REST's method and resource, the HTTP API's route key
+    assert task_api.route_of(load_event("rest_api_v1_get_task")) == "GET /tasks/{taskID}"
+    assert task_api.route_of(load_event("http_api_v2_get_task")) == "GET /tasks/{taskID}"
+
+
+@pytest.mark.parametrize("text_body", [True, False])
+def test_the_seed_body_as_text_or_base64_is_accepted(door, answer, text_body):
+    status, body, _ = answer(door.request("POST", "/tasks", body=b'{"taskID":"task-173"}',
+                                          content_type="application/json", base64_body=not text_body))
+
+    assert (status, body["taskID"], body["title"]) == (202, "task-173", "task-173")
+
+
+@pytest.mark.parametrize(("raw", "content_type", "base64_body", "want_status", "want_code"), [
+    (b"{not json", "application/json", False, 400, "MALFORMED_JSON"),
+    (b"", "application/json", True, 400, "MALFORMED_JSON"),
+    (b'{"taskID": "ok-1", "owner": "me"}', "application/json", False, 400, "UNKNOWN_FIELD"),
+    (b"<task/>", "application/xml", False, 415, "UNSUPPORTED_MEDIA_TYPE"),
+    (json.dumps({"description": "d" * 17000}).encode(), "application/json", False, 413, "PAYLOAD_TOO_LARGE"),
+    (json.dumps({"description": "d" * 17000}).encode(), "application/json", True, 413, "PAYLOAD_TOO_LARGE"),
+    (b"not base64!", "application/json", True, 400, "MALFORMED_BODY"),
+])
+def test_bad_bodies_get_the_same_json_4xx_on_both_doors(door, answer, stack, raw, content_type, base64_body,
+                                                         want_status, want_code):
+    event = door.request("POST", "/tasks", body=raw, content_type=content_type, base64_body=base64_body)
+    if raw == b"not base64!":
+        event["body"] = raw.decode()
+
+    status, body, headers = answer(event)
+
+    assert (status, body["error"]) == (want_status, want_code)
+    assert body["message"] and headers["Content-Type"] == "application/json"
+    assert stack.queue_depth() == 0
+
+
+def test_get_and_list_answer_the_same_on_both_doors(door, answer):
+    answer(door.request("POST", "/tasks", body=b'{"taskID":"t-1"}', content_type="application/json"))
+
+    assert answer(door.request("GET", "/tasks/t-1"))[0] == 200
+    status, body, _ = answer(door.request("GET", "/tasks/no-such"))
+    assert (status, body["error"]) == (404, "NOT_FOUND")
+    status, body, _ = answer(door.request("GET", "/tasks/" + "x" * 65))
+    assert (status, body["error"]) == (400, "INVALID_TASK_ID")
+    status, body, _ = answer(door.request("GET", "/tasks", query={"status": "queued", "limit": "1"}))
+    assert status == 200 and [t["taskID"] for t in body["items"]] == ["t-1"]
+    status, body, _ = answer(door.request("GET", "/tasks", query={"owner": "me"}))
+    assert (status, body["error"]) == (400, "UNKNOWN_FIELD")
+
+
+@pytest.mark.parametrize(("method", "path", "allow"), [
+    ("PUT", "/tasks", "GET, POST"), ("DELETE", "/tasks/task-173", "GET"), ("POST", "/tasks/task-173", "GET"),
+])
+def test_an_undeclared_method_is_405_with_allow_on_both_doors(door, answer, method, path, allow):
+    status, body, headers = answer(door.request(method, path))
+
+    assert (status, body["error"]) == (405, "METHOD_NOT_ALLOWED")
+    assert headers["Allow"] == allow and method in body["message"]
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/"), ("TRACE", "/nothing"), ("GET", "/tasks/a/b")])
+def test_unknown_paths_are_a_json_404_on_both_doors(door, answer, method, path):
+    status, body, headers = answer(door.request(method, path))
+
+    assert (status, body["error"]) == (404, "NOT_FOUND") and "Allow" not in headers
+
+
+def test_intake_paused_is_503_with_retry_after_on_both_doors(door, answer, stack):
+    from aws_lambda_powertools.utilities import parameters
+
+    stack.set_parameter("IntakeParameter", "paused")
+    parameters.clear_caches()
+
+    status, body, headers = answer(door.request("POST", "/tasks", body=b'{"taskID":"p-1"}',
+                                                content_type="application/json"))
+
+    assert (status, body["error"], headers["Retry-After"]) == (503, "INTAKE_PAUSED", "30")
+    assert stack.get_item("p-1") is None
+
+
+def test_an_unexpected_error_in_a_route_is_a_json_500_on_both_doors(task_api, door, answer):
+    class Broken:
+        def get(self, _task_id):
+            raise KeyError("bug")
+
+    task_api._service = Broken()
+
+    status, body, _ = answer(door.request("GET", "/tasks/task-173"))
+
+    assert (status, body["error"]) == (500, "INTERNAL_ERROR") and "KeyError" in body["message"]

@@ -360,7 +360,10 @@ def test_the_jwt_authorizer_exists_only_for_jwt_and_demands_issuer_and_audience(
     rule = template["Rules"]["JwtNeedsIssuerAndAudience"]
 
     assert authorizer["Condition"] == "UseJwt"
-    assert template["Conditions"]["UseJwt"] == {"Fn::Equals": [{"Ref": "ApiAuth"}, "JWT"]}
+    # JWT on the HTTP API only (the REST front door refuses JWT: see the FrontDoor tests)
+    for auth, door, want in [("JWT", "http", True), ("AWS_IAM", "http", False), ("NONE", "http", False),
+                             ("JWT", "rest", False)]:
+        assert condition("UseJwt", {"ApiAuth": auth, "FrontDoor": door}, template) is want, (auth, door)
     assert authorizer["Properties"]["AuthorizerType"] == "JWT"
     assert authorizer["Properties"]["JwtConfiguration"]["Issuer"] == {"Ref": "JwtIssuer"}
     # a JWT stage cannot be created without both: the stack refuses before any resource exists
@@ -384,6 +387,120 @@ def test_the_stage_writes_json_access_logs_to_its_own_log_group_with_retention(t
     # and the throttling that protects the front door stays
     assert stage["DefaultRouteSettings"]["ThrottlingRateLimit"] == {"Ref": "ApiThrottleRate"}
 
+
+
+# ------------------------------------------------------------------ the front door: HTTP API or REST API
+
+
+def condition(name: str, params: dict[str, str], template: dict) -> bool:
+    """A condition as CloudFormation evaluates it for these parameters (the template's defaults
+    for the rest), through tmctl's own evaluator."""
+    from tmctl.core.render import condition as evaluate
+
+    values = {k: str(v["Default"]) for k, v in template["Parameters"].items() if "Default" in v} | params
+    return evaluate(name, values, template["Conditions"])
+
+
+def deployed(template: dict, params: dict[str, str]) -> set[str]:
+    """The logical ids CloudFormation creates for these parameters."""
+    return {name for name, res in template["Resources"].items()
+            if "Condition" not in res or condition(res["Condition"], params, template)}
+
+
+def api_resources(template: dict, prefix: str) -> set[str]:
+    return {name for name, res in template["Resources"].items() if res["Type"].startswith(prefix)}
+
+
+REST_METHODS = ("CreateTaskMethod", "ListTasksMethod", "GetTaskMethod", "TasksFallbackMethod", "TaskFallbackMethod",
+                "RootFallbackMethod", "ProxyFallbackMethod")
+
+
+def test_the_front_door_defaults_to_the_http_api(template):
+    param = template["Parameters"]["FrontDoor"]
+    assert (param["Type"], param["Default"], param["AllowedValues"]) == ("String", "http", ["http", "rest"])
+    assert param["Description"]
+    assert template["Outputs"]["FrontDoor"]["Value"] == {"Ref": "FrontDoor"}
+
+
+@pytest.mark.parametrize("params", [{}, {"FrontDoor": "http"}, {"FrontDoor": "http", "ApiAuth": "NONE"}])
+def test_an_http_front_door_deploys_the_http_api_and_nothing_of_the_rest_api(template, params):
+    http, rest = api_resources(template, "AWS::ApiGatewayV2::"), api_resources(template, "AWS::ApiGateway::")
+    created = deployed(template, params)
+
+    # Everything of today's default deploy (the JWT authorizer only with JWT, as before), none of REST
+    assert http - {"JwtAuthorizer"} <= created and "JwtAuthorizer" not in created
+    assert not rest & created
+    assert {"ApiAccessLogGroup", "TaskApiInvokePermission"} <= created
+
+
+@pytest.mark.parametrize("auth", ["NONE", "AWS_IAM"])
+def test_a_rest_front_door_deploys_the_rest_api_and_nothing_of_the_http_api(template, auth):
+    params = {"FrontDoor": "rest", "ApiAuth": auth}
+    http, rest = api_resources(template, "AWS::ApiGatewayV2::"), api_resources(template, "AWS::ApiGateway::")
+    created = deployed(template, params)
+
+    assert rest <= created and not http & created
+    assert {"ApiAccessLogGroup", "TaskApiInvokePermission"} <= created
+    # The stage-account singleton is never the stack's (tmctl's preflight checks it instead)
+    assert "AWS::ApiGateway::Account" not in {r["Type"] for r in template["Resources"].values()}
+    # Every output names the chosen API
+    assert resolve(template["Outputs"]["ApiId"]["Value"], params, template) == {"Ref": "RestApi"}
+    assert resolve(template["Outputs"]["ApiStageName"]["Value"], params, template) == {"Ref": "RestApiStage"}
+    endpoint = resolve(template["Outputs"]["ApiEndpoint"]["Value"], params, template)
+    assert sub_text(endpoint) == "https://${RestApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${RestApiStage}"
+    source = template["Resources"]["TaskApiInvokePermission"]["Properties"]["SourceArn"]["Fn::Sub"]
+    assert source[0].endswith(":${ApiId}/${Stage}/*")
+    assert resolve(source[1]["ApiId"], params, template) == {"Ref": "RestApi"}
+    assert resolve(source[1]["ApiId"], {}, template) == {"Ref": "HttpApi"}
+
+
+def test_the_rest_front_door_refuses_jwt_before_anything_is_created(template):
+    rule = template["Rules"]["RestFrontDoorTakesNoJwt"]
+
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "FrontDoor"}, "rest"]}
+    [assertion] = rule["Assertions"]
+    assert assertion["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ApiAuth"}, "JWT"]}]}
+    assert "AWS_IAM or NONE" in assertion["AssertDescription"] and "\n" not in assertion["AssertDescription"].strip()
+
+
+@pytest.mark.parametrize("auth", ["NONE", "AWS_IAM"])
+def test_every_rest_method_takes_the_chosen_authorization_and_proxies_to_the_task_api(template, auth):
+    methods = {name for name, res in template["Resources"].items() if res["Type"] == "AWS::ApiGateway::Method"}
+    assert methods == set(REST_METHODS)
+    for name in REST_METHODS:
+        props = template["Resources"][name]["Properties"]
+        assert resolve(props["AuthorizationType"], {"ApiAuth": auth, "FrontDoor": "rest"}, template) == auth, name
+        integration = props["Integration"]
+        assert (integration["Type"], integration["IntegrationHttpMethod"], integration["TimeoutInMillis"]) == (
+            "AWS_PROXY", "POST", 12000), name
+        assert "${TaskApiFunction.Arn}/invocations" in sub_text(integration["Uri"]), name
+    # The same routes as the HTTP API's, and a fallback (ANY) wherever the HTTP API's $default catches
+    by_route = {(template["Resources"][n]["Properties"]["ResourceId"].get("Ref")
+                 or template["Resources"][n]["Properties"]["ResourceId"]["Fn::GetAtt"],
+                 template["Resources"][n]["Properties"]["HttpMethod"]) for n in REST_METHODS}
+    assert by_route == {("RestTasksResource", "POST"), ("RestTasksResource", "GET"), ("RestTaskResource", "GET"),
+                        ("RestTasksResource", "ANY"), ("RestTaskResource", "ANY"), ("RestApi.RootResourceId", "ANY"),
+                        ("RestProxyResource", "ANY")}
+    assert template["Resources"]["RestProxyResource"]["Properties"]["PathPart"] == "{proxy+}"
+    # The deployment is taken after every method exists
+    assert set(template["Resources"]["RestApiDeployment"]["DependsOn"]) == set(REST_METHODS)
+
+
+def test_the_rest_stage_throttles_and_logs_like_the_http_stage(template):
+    rest = template["Resources"]["RestApiStage"]["Properties"]
+    http = template["Resources"]["ApiStage"]["Properties"]
+
+    assert rest["StageName"] == {"Ref": "Stage"}
+    assert rest["MethodSettings"] == [{"ResourcePath": "/*", "HttpMethod": "*",
+                                       "ThrottlingBurstLimit": {"Ref": "ApiThrottleBurst"},
+                                       "ThrottlingRateLimit": {"Ref": "ApiThrottleRate"}}]
+    assert rest["AccessLogSetting"]["DestinationArn"] == http["AccessLogSettings"]["DestinationArn"]
+    rest_line = json.loads(rest["AccessLogSetting"]["Format"])
+    http_line = json.loads(http["AccessLogSettings"]["Format"])
+    assert set(rest_line) == set(http_line)  # one log group, one shape of line, whichever the door
+    assert rest_line["routeKey"] == "$context.resourcePath"
+    assert all(v.startswith("$context.") for v in rest_line.values())
+    assert "Condition" not in template["Resources"]["ApiAccessLogGroup"]
 
 
 # ------------------------------------------------------------------ the roles' permissions boundary
@@ -416,7 +533,8 @@ def test_the_boundary_parameter_takes_a_managed_policy_arn_or_nothing(template, 
     assert param["Default"] == ""
     assert bool(re.fullmatch(param["AllowedPattern"], value)) is ok
 
-CHECKOV_SKIP_IDS = {"CKV_AWS_27", "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_119", "CKV_AWS_158", "CKV_AWS_173"}
+CHECKOV_SKIP_IDS = {"CKV_AWS_27", "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_119", "CKV_AWS_158", "CKV_AWS_173",
+                    "CKV_AWS_73", "CKV_AWS_120"}  # the last two: the REST stage (X-Ray, caching)
 
 
 def test_every_checkov_skip_carries_a_reason(template):
