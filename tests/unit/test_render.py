@@ -12,7 +12,7 @@ from botocore.stub import ANY, Stubber
 from tmctl.core import render
 from tmctl.core.contract import PRODUCTION_STAGES
 from tmctl.core.deploy import CAPABILITIES, create_change_set, load_template, stack_parameters
-from tmctl.core.render import for_emulator
+from tmctl.core.render import for_emulator, inactive
 from tmctl.core.target import resolve_target
 
 pytestmark = pytest.mark.unit
@@ -135,6 +135,11 @@ def test_a_template_without_conditional_policies_is_sent_as_it_is():
 
 def _sent_body(target, params: dict[str, str]) -> str:
     """The TemplateBody create_change_set sends for the project's template (a CREATE)."""
+    return _create(target, params)[0]
+
+
+def _create(target, params: dict[str, str], listed: tuple[str, ...] = ()):
+    """(TemplateBody sent, the ChangeSet returned) for a CREATE whose described change set lists `listed` as Adds."""
     import boto3
 
     cfn = boto3.client("cloudformation", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
@@ -150,10 +155,12 @@ def _sent_body(target, params: dict[str, str]) -> str:
         stub.add_response("create_change_set", {"Id": "arn:cs", "StackId": "arn:s"}, {
             "StackName": target.stack_name, "ChangeSetName": ANY, "ChangeSetType": "CREATE", "TemplateBody": ANY,
             "Capabilities": CAPABILITIES, "Parameters": ANY, "Tags": ANY})
-        stub.add_response("describe_change_set", {"ChangeSetId": "arn:cs", "Status": "CREATE_COMPLETE",
-                                                  "ExecutionStatus": "AVAILABLE", "Changes": []})
-        create_change_set(cfn, target, TEMPLATE_PATH.read_text(), params, dry_run=True)
-    return sent["body"]
+        stub.add_response("describe_change_set", {
+            "ChangeSetId": "arn:cs", "Status": "CREATE_COMPLETE", "ExecutionStatus": "AVAILABLE",
+            "Changes": [{"Type": "Resource", "ResourceChange": {"Action": "Add", "LogicalResourceId": name,
+                                                                "ResourceType": "AWS::X::Y"}} for name in listed]})
+        cs = create_change_set(cfn, target, TEMPLATE_PATH.read_text(), params, dry_run=True)
+    return sent["body"], cs
 
 
 @pytest.mark.parametrize("env", [{"AWS_REGION": "us-east-1"},
@@ -195,3 +202,27 @@ def test_an_emulator_stack_deployed_from_the_rendered_copy_is_a_no_change():
         cs = create_change_set(cfn, target, TEXT, params)
 
     assert cs.empty and cs.change_type == "NONE"
+
+
+def test_inactive_names_the_resources_whose_condition_is_false_with_the_parameters_sent():
+    text = TEMPLATE_PATH.read_text()
+
+    http = inactive(text, {})
+    rest = inactive(text, {"FrontDoor": "rest"})
+
+    assert {"RestApi", "RestApiStage", "JwtAuthorizer"} <= http and "HttpApi" not in http
+    assert {"HttpApi", "ApiStage", "JwtAuthorizer"} <= rest and "RestApi" not in rest
+    assert "TasksTable" not in http | rest  # no condition: always created
+    assert "JwtAuthorizer" not in inactive(text, {"ApiAuth": "JWT"})
+
+
+@pytest.mark.parametrize(("local", "shown"), [(True, ["TasksTable", "HttpApi"]),
+                                               (False, ["TasksTable", "HttpApi", "RestApi"])],
+                         ids=["emulator", "aws"])
+def test_an_emulators_change_table_leaves_out_what_the_conditions_skip(local, shown, tmp_path):
+    env = {"TMCTL_STATE_DIR": str(tmp_path), "AWS_REGION": "us-east-1"}
+    target = resolve_target(local=local, stage="dev", env=env)
+
+    _, cs = _create(target, stack_parameters(target, "bucket", []), ("TasksTable", "HttpApi", "RestApi"))
+
+    assert [c.logical_id for c in cs.changes] == shown

@@ -18,7 +18,7 @@ from tmctl.core import failure
 from tmctl.core.errors import AUTH_CODES, DeployFailed, TmctlError, error_code, from_client_error
 from tmctl.core.local.limits import Machine, local_limits
 from tmctl.core.package import Artifact
-from tmctl.core.render import for_emulator
+from tmctl.core.render import for_emulator, inactive, parameter_values
 from tmctl.core.stack import describe_stack
 from tmctl.core.target import Target
 from tmctl.core.wait import pauses
@@ -211,10 +211,7 @@ def template_defaults(template_body: str) -> dict[str, str]:
     import yaml
 
     template = yaml.load(template_body, Loader=_cfn_yaml_loader())  # noqa: S506 - SafeLoader subclass
-    def text(value) -> str:  # as CloudFormation reports it: YAML's true is "true"
-        return str(value).lower() if isinstance(value, bool) else str(value)
-
-    return {k: text(v["Default"]) for k, v in (template.get("Parameters") or {}).items() if "Default" in v}
+    return parameter_values(template, {})
 
 
 def is_unchanged(cfn, stack: dict | None, template_body: str, params: dict[str, str]) -> bool:
@@ -292,6 +289,9 @@ def create_change_set(cfn, target: Target, template_body: str, params: dict[str,
         raise failure.change_set_failed(cfn, target, described)
     changes = [ResourceChange.from_api(c["ResourceChange"]) for c in _all_changes(cfn, described)
                if "ResourceChange" in c]
+    if target.local:  # an emulator may list resources its conditions leave out (render.inactive)
+        skipped = inactive(template_body, params)
+        changes = [c for c in changes if not (c.action == "Add" and c.logical_id in skipped)]
     return ChangeSet(target.stack_name, change_type, cs["Id"], name, changes, status)
 
 
