@@ -17,6 +17,7 @@ from tmctl.cli.context import state
 def up(
     ctx: typer.Context,
     param: opt.Params = None,
+    front_door: opt.FrontDoorChoice = None,
     no_warm: Annotated[bool, typer.Option("--no-warm", help="Skip warming the functions.")] = False,
     yes: opt.Yes = False,
 ) -> None:
@@ -50,7 +51,8 @@ def up(
     clients = st.clients()
     out.progress(f"deploying {target.describe()}")
     with out.Reporter(f"preparing {target.stack_name}") as report:
-        plan = prepare(clients, target, overrides=overrides, progress=report, ready=ready)
+        plan = prepare(clients, target, overrides=overrides, front_door=_door(front_door), progress=report,
+                       ready=ready)
         if target.local:  # on AWS the table below shows them
             report_changes(plan, report)
     cs = plan.change_set
@@ -80,11 +82,11 @@ def up(
         out.progress("warmed " + ", ".join(f"{n} ({s:.2f}s)" for n, s in result.warmed.items()))
     data = {"stack": result.stack.name, "status": result.stack.status, "changed": result.deploy.changed,
             "apiUrl": result.stack.api_url, "uploaded": result.uploaded, "outputs": result.stack.outputs,
-            "seconds": {k: round(v, 3) for k, v in result.timings.items()}}
+            "seconds": {k: round(v, 3) for k, v in result.timings.items()}, "frontDoor": result.stack.front_door}
     out.emit(st, data, lambda: [
         out.table(f"{result.stack.name}: {result.stack.status}", ["output", "value"],
                   sorted(result.stack.outputs.items())),
-        f"API: {result.stack.api_url}",
+        f"API ({result.stack.front_door_label}): {result.stack.api_url}",
         _try_it(result.stack, target),
     ])
 
@@ -102,9 +104,14 @@ def _try_it(stack, target) -> str:
     return f"try: curl -s -X POST {stack.api_url}/tasks {body}"
 
 
+def _door(choice) -> str | None:
+    return choice.value if choice is not None else None
+
+
 def diff(
     ctx: typer.Context,
     param: opt.Params = None,
+    front_door: opt.FrontDoorChoice = None,
 ) -> None:
     """Show what `tmctl up` would change, as a change set, without executing it:
     nothing is uploaded or created, and the change set is deleted afterwards.
@@ -121,7 +128,8 @@ def diff(
         emulator.require_engine(target)
     clients = st.clients()
     with out.Reporter(f"comparing with {target.stack_name}") as report:
-        plan = prepare(clients, target, overrides=overrides, dry_run=True, progress=report)
+        plan = prepare(clients, target, overrides=overrides, front_door=_door(front_door), dry_run=True,
+                       progress=report)
     discard(clients, plan)
     cs = plan.change_set
     out.emit(st, cs.to_dict(), lambda: out.change_table(cs) if cs.changes else
@@ -219,7 +227,8 @@ def _status_table(s):
     rows = [
         ("engine", s.engine),
         ("stack", f"{s.stack} {s.stack_status}"),
-        ("api", f"{'[green]up[/green]' if s.api_ok else '[red]down[/red]'} {s.api_detail} {s.api_url}"),
+        ("api", f"{'[green]up[/green]' if s.api_ok else '[red]down[/red]'} {s.api_detail} {s.api_url} "
+                f"({s.front_door_label})"),
         ("queue", f"{s.queue.name}: {s.queue.visible} visible, {s.queue.in_flight} in flight, "
                   f"{s.queue.delayed} delayed"),
         ("dlq", f"[{dlq_style}]{s.dlq.name}: {s.dlq.total} message(s)[/{dlq_style}]"),

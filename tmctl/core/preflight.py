@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from tmctl.core import frontdoor
 from tmctl.core.backend import unsupported
 from tmctl.core.errors import UsageError, error_code
 
@@ -73,10 +74,43 @@ PROBES: dict[str, tuple[str, Callable[[Any], tuple[bool | None, Exception | None
 }
 
 
-def needs(template: dict, *, tmctl: bool = True) -> tuple[str, ...]:
-    """The services the template's resources (and tmctl's own calls) need, in a stable order."""
-    types = (str((r or {}).get("Type", "")) for r in (template.get("Resources") or {}).values())
+def needs(template: dict, *, tmctl: bool = True, values: dict[str, str] | None = None) -> tuple[str, ...]:
+    """The services the template's resources (and tmctl's own calls) need, in a stable order.
+    With `values` (the parameters being sent; the template's defaults fill the rest), a
+    resource whose `Condition` is false needs nothing: a REST front door needs no
+    apigatewayv2. A condition that cannot be decided here counts as true."""
+    resources = (template.get("Resources") or {}).values()
+    if values is not None:
+        resources = [r for r in resources if _deployed(r, template, values)]
+    types = (str((r or {}).get("Type", "")) for r in resources)
     return _services(types, tmctl)
+
+
+def _deployed(resource, template: dict, values: dict[str, str]) -> bool:
+    from tmctl.core.render import Unknown, condition
+
+    name = (resource or {}).get("Condition") if isinstance(resource, dict) else None
+    if not isinstance(name, str):
+        return True
+    try:
+        return condition(name, parameter_values(template, values), template.get("Conditions") or {})
+    except Unknown:
+        return True
+
+
+def parameter_values(template: dict, values: dict[str, str]) -> dict[str, str]:
+    """The template's defaults, overridden by `values`: what its Conditions see."""
+    from tmctl.core.render import Unknown, _text
+
+    out = {}
+    for key, decl in (template.get("Parameters") or {}).items():
+        if isinstance(decl, dict) and "Default" in decl:
+            try:
+                out[key] = _text(decl["Default"])
+            except Unknown:
+                continue
+    out.update(values)
+    return out
 
 
 # A `Type: AWS::…` line of a YAML or JSON template (a comment's `# Type:` is not one).
@@ -117,6 +151,7 @@ class Result:
     missing: tuple[str, ...]  # definitely absent
     unknown: tuple[str, ...] = ()  # a probe that could not tell
     detail: str = ""  # why a probe could not tell
+    rest_door: bool = False  # the template can use a REST front door, and this engine has API Gateway (REST)
 
     @property
     def ok(self) -> bool:
@@ -130,6 +165,9 @@ class Result:
         return f"{where} lacks {names}, which this stack needs: nothing was created"
 
     def fix(self) -> str:
+        if self.rest_door and self.missing == ("apigatewayv2",):
+            plan = " or a LocalStack plan with the HTTP API (Base or above)" if self.engine == "localstack" else ""
+            return f"pass --front-door rest (this engine has the REST API), or use {EMBEDDED}{plan}"
         if self.engine == "localstack":
             plan = ("a LocalStack plan with the HTTP API (Base or above; the free plans have none)"
                     if "apigatewayv2" in self.missing else "a LocalStack build that runs these services")
@@ -192,18 +230,90 @@ def stack_needs() -> tuple[str, ...]:
         return ("apigatewayv2",)
 
 
-def require(clients, target, template_path) -> Result | None:
-    """Refuse (EngineLacks) before anything is created when the engine lacks what
-    the stack needs. AWS: None, no call. Nothing answering: None (the deploy's own
-    error says so)."""
-    if not target.local:
-        return None
-    from tmctl.core.local.emulator import probe
+@dataclass(frozen=True)
+class Gate:
+    """What `up`/`diff` learnt before creating anything: the engine check (None on
+    AWS, or when nothing answered) and the front door to send (None: the template
+    has no FrontDoor parameter)."""
 
-    engine = probe(target.endpoint_url, timeout=2.0)
-    if engine is None:
-        return None
-    result = check(engine.name, engine.version, engine.health, template_needs(template_path), clients.client)
-    if not result.ok:
-        raise result.error()
-    return result
+    result: Result | None
+    front_door: frontdoor.Choice | None
+
+    def parameters(self) -> dict[str, str]:
+        """The overrides this adds: FrontDoor, when the template has the choice."""
+        return {frontdoor.PARAMETER: self.front_door.door} if self.front_door else {}
+
+
+def gate(clients, target, template_path, *, overrides: dict[str, str] | None = None,
+         front_door: str | None = None, progress: Callable[..., None] | None = None) -> Gate:
+    """Before any bucket or change set: choose the front door (tmctl.core.frontdoor),
+    refuse ApiAuth=JWT with the REST one, check what the template needs with the
+    parameters being sent against what the engine offers (EngineLacks), and on AWS
+    with the REST front door, the account's API Gateway CloudWatch Logs role.
+    Calls: on an emulator, its health and the API Gateway v2 probe; the stack's
+    description when the front door is not given; on AWS nothing else unless REST
+    (one GetAccount)."""
+    from pathlib import Path
+
+    from tmctl.core.deploy import LOCAL_PARAMETERS, load_template
+    from tmctl.core.stack import describe_stack
+
+    overrides = dict(overrides or {})
+    template = load_template(Path(template_path))
+    declared = frontdoor.PARAMETER in (template.get("Parameters") or {})
+    asked = frontdoor.explicit(front_door, overrides)
+    stack_cache: list = []
+
+    def stack() -> dict | None:
+        if not stack_cache:
+            stack_cache.append(describe_stack(clients.cloudformation, target))
+        return stack_cache[0]
+
+    engine = None
+    if target.local:
+        from tmctl.core.local.emulator import probe
+
+        engine = probe(target.endpoint_url, timeout=2.0)
+    every = needs(template)  # regardless of conditions: what any front door could need
+    offer = None
+    if engine is not None:
+        wanted = every + tuple(s for s in ("apigatewayv2", "apigateway") if declared and s not in every)
+        offer = check(engine.name, engine.version, engine.health, wanted, clients.client)
+
+    choice = None
+    if declared or asked is not None:
+        deployed = frontdoor.deployed_door(stack()) if declared and asked is None else None
+        has = (lambda s: None if offer is None or s in offer.unknown else s not in offer.missing)
+        default = str((template.get("Parameters") or {}).get(frontdoor.PARAMETER, {}).get("Default", "http"))
+        choice = frontdoor.choose(flag=front_door, overrides=overrides, declared=declared, deployed=deployed,
+                                  engine_has_http=has("apigatewayv2"), engine_has_rest=has("apigateway"),
+                                  default=default)
+    if choice is not None:
+        deployed_auth = None if frontdoor.AUTH_PARAMETER in overrides or choice.door != frontdoor.REST else \
+            frontdoor.deployed_parameter(stack(), frontdoor.AUTH_PARAMETER)
+        frontdoor.check_auth(choice.door, overrides, deployed_auth)
+        if choice.note and progress is not None:
+            progress(choice.note)
+
+    result = None
+    if offer is not None:
+        values = {"AppName": target.app, "Stage": target.stage, **LOCAL_PARAMETERS, **overrides}
+        if choice is not None:
+            values[frontdoor.PARAMETER] = choice.door
+        needed = needs(template, values=values)
+        rest = declared and "apigateway" not in offer.missing
+        result = Result(offer.engine, offer.version, needed, tuple(s for s in offer.missing if s in needed),
+                        tuple(s for s in offer.unknown if s in needed),
+                        offer.detail if any(s in needed for s in offer.unknown) else "", rest_door=rest)
+        if not result.ok:
+            raise result.error()
+    elif not target.local and choice is not None and choice.door == frontdoor.REST:
+        frontdoor.require_cloudwatch_role(clients.client("apigateway"), getattr(clients.target, "region", None))
+    return Gate(result, choice)
+
+
+def require(clients, target, template_path, **kwargs) -> Result | None:
+    """gate()'s engine check alone: refuse (EngineLacks) before anything is created
+    when the engine lacks what the stack needs. AWS: None. Nothing answering: None
+    (the deploy's own error says so)."""
+    return gate(clients, target, template_path, **kwargs).result
