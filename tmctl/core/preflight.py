@@ -283,7 +283,10 @@ def gate(clients, target, template_path, *, overrides: dict[str, str] | None = N
     choice = None
     if declared or asked is not None:
         deployed = frontdoor.deployed_door(stack()) if declared and asked is None else None
-        has = (lambda s: None if offer is None or s in offer.unknown else s not in offer.missing)
+
+        def has(service: str) -> bool | None:  # None: not known (AWS, nothing answered, a probe that failed)
+            return None if offer is None or service in offer.unknown else service not in offer.missing
+
         default = str((template.get("Parameters") or {}).get(frontdoor.PARAMETER, {}).get("Default", "http"))
         choice = frontdoor.choose(flag=front_door, overrides=overrides, declared=declared, deployed=deployed,
                                   engine_has_http=has("apigatewayv2"), engine_has_rest=has("apigateway"),
