@@ -372,3 +372,58 @@ def test_the_cli_choices_are_the_front_doors():
     from tmctl.cli import options as opt
 
     assert tuple(opt.FrontDoor) == frontdoor.DOORS
+
+
+# ------------------------------------------------------------------ doctor: the same choice and check
+
+
+def _doctor(template: dict, health: dict, get_apis, stack: dict | None):
+    from tmctl.core import doctor
+
+    class Docker:
+        reachable, sdk, cli, version, detail = False, False, None, None, "no docker"
+
+    apigw = Recorder(get_apis).client("apigatewayv2")
+    engine = ("localstack", health)
+    report = doctor.diagnose(doctor.Probes(
+        endpoint=ENDPOINT, env={}, docker_status=Docker, health=lambda _e: engine, apigw=apigw,
+        template=template, stack=lambda: stack, base={"Stage": "dev", "ApiAuth": "NONE"}))
+    return {f.check: f for f in report.findings}, report
+
+
+def test_doctor_says_which_front_door_the_stage_would_get_and_that_it_can_deploy(template):
+    from tmctl.core import doctor
+
+    findings, report = _doctor(with_front_door(template), LOCALSTACK_FREE, NO_APIGWV2, None)
+    assert findings["front-door"].data == {"frontDoor": "rest", "source": "engine"}
+    assert "would give the stage the REST API" in findings["front-door"].message
+    assert findings["http-api"].level == doctor.INFO and findings["services"].level == doctor.OK
+    assert report.ok
+
+
+def test_doctor_on_a_stage_with_the_http_api_where_there_is_none_names_the_rest_front_door(template):
+    from tmctl.core import doctor
+
+    stack = {"StackStatus": "UPDATE_COMPLETE", "Parameters": [{"ParameterKey": "FrontDoor", "ParameterValue": "http"}]}
+    findings, report = _doctor(with_front_door(template), LOCALSTACK_FREE, NO_APIGWV2, stack)
+    assert findings["front-door"].level == doctor.OK and "HTTP API (deployed)" in findings["front-door"].message
+    assert findings["http-api"].level == doctor.ERROR and "--front-door rest" in findings["http-api"].fix
+    assert not report.ok
+
+
+def test_doctor_with_a_template_without_the_choice_says_as_before(template):
+    from tmctl.core import doctor
+
+    findings, _ = _doctor(template, LOCALSTACK_FREE, NO_APIGWV2, None)
+    assert "front-door" not in findings
+    assert findings["http-api"].level == doctor.ERROR and "--front-door" not in findings["http-api"].fix
+
+
+def test_status_json_gains_the_front_door_and_keeps_its_fields():
+    from tmctl.core.status import QueueDepth, StackStatus
+
+    q = QueueDepth("q", 0, 0, 0)
+    s = StackStatus("s", "UPDATE_COMPLETE", "u", True, "HTTP 200", q, q, front_door="rest")
+    data = s.to_dict()
+    assert data["front_door"] == "rest" and s.front_door_label == "REST API"
+    assert {"stack", "stack_status", "api_url", "api_ok", "api_detail", "queue", "dlq", "healthy"} <= set(data)

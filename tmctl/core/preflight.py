@@ -244,6 +244,46 @@ class Gate:
         return {frontdoor.PARAMETER: self.front_door.door} if self.front_door else {}
 
 
+def evaluate(template: dict, engine: tuple[str, str, dict] | None, client: Callable[[str], Any] | None,
+             stack: Callable[[], dict | None], *, front_door: str | None = None,
+             overrides: dict[str, str] | None = None, base: dict[str, str] | None = None) -> Gate:
+    """The front door and the engine check for `template`, refusing nothing (gate()
+    and doctor decide what to do with them). `engine`: (name, version, health body),
+    None on AWS or when nothing answered; `client(name)` makes the probes' clients;
+    `stack()` describes the deployed stack (asked only when the door is not given);
+    `base`: parameter values known before the command line's (AppName, Stage, …)."""
+    overrides = dict(overrides or {})
+    declared = frontdoor.PARAMETER in (template.get("Parameters") or {})
+    asked = frontdoor.explicit(front_door, overrides)
+    every = needs(template)  # regardless of conditions: what any front door could need
+    offer = None
+    if engine is not None:
+        wanted = every + tuple(s for s in ("apigatewayv2", "apigateway") if declared and s not in every)
+        offer = check(*engine, wanted, client)
+
+    def has(service: str) -> bool | None:  # None: not known (AWS, nothing answered, a probe that failed)
+        return None if offer is None or service in offer.unknown else service not in offer.missing
+
+    choice = None
+    if declared or asked is not None:
+        deployed = frontdoor.deployed_door(stack()) if declared and asked is None else None
+        default = str((template.get("Parameters") or {}).get(frontdoor.PARAMETER, {}).get("Default", "http"))
+        choice = frontdoor.choose(flag=front_door, overrides=overrides, declared=declared, deployed=deployed,
+                                  engine_has_http=has("apigatewayv2"), engine_has_rest=has("apigateway"),
+                                  default=default)
+    result = None
+    if offer is not None:
+        values = {**(base or {}), **overrides}
+        if choice is not None:
+            values[frontdoor.PARAMETER] = choice.door
+        needed = needs(template, values=values)
+        result = Result(offer.engine, offer.version, needed, tuple(s for s in offer.missing if s in needed),
+                        tuple(s for s in offer.unknown if s in needed),
+                        offer.detail if any(s in needed for s in offer.unknown) else "",
+                        rest_door=declared and has("apigateway") is not False)
+    return Gate(result, choice)
+
+
 def gate(clients, target, template_path, *, overrides: dict[str, str] | None = None,
          front_door: str | None = None, progress: Callable[..., None] | None = None) -> Gate:
     """Before any bucket or change set: choose the front door (tmctl.core.frontdoor),
@@ -251,8 +291,8 @@ def gate(clients, target, template_path, *, overrides: dict[str, str] | None = N
     parameters being sent against what the engine offers (EngineLacks), and on AWS
     with the REST front door, the account's API Gateway CloudWatch Logs role.
     Calls: on an emulator, its health and the API Gateway v2 probe; the stack's
-    description when the front door is not given; on AWS nothing else unless REST
-    (one GetAccount)."""
+    description when the front door is not given, or is REST (its ApiAuth); on
+    AWS with the REST front door, one GetAccount."""
     from pathlib import Path
 
     from tmctl.core.deploy import LOCAL_PARAMETERS, load_template
@@ -260,8 +300,6 @@ def gate(clients, target, template_path, *, overrides: dict[str, str] | None = N
 
     overrides = dict(overrides or {})
     template = load_template(Path(template_path))
-    declared = frontdoor.PARAMETER in (template.get("Parameters") or {})
-    asked = frontdoor.explicit(front_door, overrides)
     stack_cache: list = []
 
     def stack() -> dict | None:
@@ -273,46 +311,23 @@ def gate(clients, target, template_path, *, overrides: dict[str, str] | None = N
     if target.local:
         from tmctl.core.local.emulator import probe
 
-        engine = probe(target.endpoint_url, timeout=2.0)
-    every = needs(template)  # regardless of conditions: what any front door could need
-    offer = None
-    if engine is not None:
-        wanted = every + tuple(s for s in ("apigatewayv2", "apigateway") if declared and s not in every)
-        offer = check(engine.name, engine.version, engine.health, wanted, clients.client)
-
-    choice = None
-    if declared or asked is not None:
-        deployed = frontdoor.deployed_door(stack()) if declared and asked is None else None
-
-        def has(service: str) -> bool | None:  # None: not known (AWS, nothing answered, a probe that failed)
-            return None if offer is None or service in offer.unknown else service not in offer.missing
-
-        default = str((template.get("Parameters") or {}).get(frontdoor.PARAMETER, {}).get("Default", "http"))
-        choice = frontdoor.choose(flag=front_door, overrides=overrides, declared=declared, deployed=deployed,
-                                  engine_has_http=has("apigatewayv2"), engine_has_rest=has("apigateway"),
-                                  default=default)
+        found = probe(target.endpoint_url, timeout=2.0)
+        engine = (found.name, found.version, found.health) if found is not None else None
+    base = {"AppName": target.app, "Stage": target.stage, **(LOCAL_PARAMETERS if target.local else {})}
+    checked = evaluate(template, engine, lambda name: clients.client(name), stack, front_door=front_door,
+                       overrides=overrides, base=base)
+    choice = checked.front_door
     if choice is not None:
         deployed_auth = None if frontdoor.AUTH_PARAMETER in overrides or choice.door != frontdoor.REST else \
             frontdoor.deployed_parameter(stack(), frontdoor.AUTH_PARAMETER)
         frontdoor.check_auth(choice.door, overrides, deployed_auth)
         if choice.note and progress is not None:
             progress(choice.note)
-
-    result = None
-    if offer is not None:
-        values = {"AppName": target.app, "Stage": target.stage, **LOCAL_PARAMETERS, **overrides}
-        if choice is not None:
-            values[frontdoor.PARAMETER] = choice.door
-        needed = needs(template, values=values)
-        rest = declared and "apigateway" not in offer.missing
-        result = Result(offer.engine, offer.version, needed, tuple(s for s in offer.missing if s in needed),
-                        tuple(s for s in offer.unknown if s in needed),
-                        offer.detail if any(s in needed for s in offer.unknown) else "", rest_door=rest)
-        if not result.ok:
-            raise result.error()
-    elif not target.local and choice is not None and choice.door == frontdoor.REST:
+    if checked.result is not None and not checked.result.ok:
+        raise checked.result.error()
+    if not target.local and choice is not None and choice.door == frontdoor.REST:
         frontdoor.require_cloudwatch_role(clients.client("apigateway"), getattr(clients.target, "region", None))
-    return Gate(result, choice)
+    return checked
 
 
 def require(clients, target, template_path, **kwargs) -> Result | None:
