@@ -153,7 +153,8 @@ def down(
     st = state(ctx)
     target = st.target()
     if target.local:
-        emulator.require_engine(target)
+        engine = emulator.require_engine(target)
+        _refuse_if_retain_is_ignored(st, target, engine)
     else:
         out.require_answerable(f"deleting {target.stack_name} on AWS", yes)
         if not yes and describe_stack(st.clients().cloudformation, target) is not None:
@@ -164,6 +165,21 @@ def down(
     if stop_emulator and target.local:
         pid = emulator.stop(target)
         out.progress(f"stopped emulator pid {pid}" if pid else "no emulator started by tmctl on this port")
+
+
+def _refuse_if_retain_is_ignored(st, target, engine) -> None:
+    """A production-like stage on LocalStack: refused where DeletionPolicy is ignored (tmctl.core.retention)."""
+    from tmctl.core import retention
+    from tmctl.core.local import emulator
+    from tmctl.core.stack import describe_stack
+
+    if target.stage.lower() not in retention.PRODUCTION_STAGES or getattr(engine, "name", "") != "localstack":
+        return
+    c = st.clients()
+    retention.guard_down(c.cloudformation, c.ssm, stage=target.stage, engine=engine.name, version=engine.version,
+                         stack_exists=describe_stack(c.cloudformation, target) is not None,
+                         cache=target.state_dir / retention.CACHE_FILE,
+                         session=emulator.localstack_session(target.endpoint_url), progress=out.progress)
 
 
 def _ask_for_the_name(target) -> None:
