@@ -385,3 +385,34 @@ def test_the_legacy_engine_ignores_retain_and_down_of_prod_is_refused(tmp_path):
               f"{time.monotonic() - started:.2f} s from the cache")
         assert again.exit_code == 2 and "ignores DeletionPolicy" in again.stderr
         assert retention.probe(legacy.clients.cloudformation, legacy.clients.ssm).honoured is False
+
+
+# ------------------------------------------------------------------ the REST front door, chosen for this engine
+
+
+def test_diff_picks_the_rest_front_door_here_and_the_engine_leaves_the_http_api_out(localstack, tmp_path):
+    """The project's template with the FrontDoor contract (tests/frontdoor_template.py, until the
+    template itself declares it): unasked, `diff` says it uses the REST front door, the preflight
+    passes without API Gateway v2, and the v2 engine evaluates the Conditions the same way."""
+    from tests.frontdoor_template import with_front_door
+
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "cloudformation", project / "cloudformation")
+    (project / "lambdas").symlink_to(ROOT / "lambdas")
+    template = _template() if "FrontDoor" in (_template().get("Parameters") or {}) else \
+        with_front_door(_loaded_template())
+    (project / "cloudformation" / "template.yaml").write_text(json.dumps(template))
+    env = {**localstack.cli_env, "TMCTL_PROJECT_DIR": str(project)}
+
+    result = CliRunner().invoke(app, ["diff", "-o", "json"], env=env)
+
+    assert result.exit_code == 0, result.output
+    assert "no API Gateway v2 (HTTP API): using the REST front door" in result.stderr
+    types = {c["type"] for c in json.loads(result.stdout)["changes"]}
+    assert "AWS::ApiGateway::RestApi" in types and not {t for t in types if t.startswith("AWS::ApiGatewayV2::")}
+
+
+def _loaded_template() -> dict:
+    from tmctl.core.deploy import load_template
+
+    return load_template(ROOT / "cloudformation" / "template.yaml")

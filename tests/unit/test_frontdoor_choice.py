@@ -10,7 +10,6 @@ AWS::ApiGatewayV2 resource, UseRestApi on the REST ones, the Output)."""
 
 from __future__ import annotations
 
-import copy
 import json
 
 import boto3
@@ -19,6 +18,7 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from typer.testing import CliRunner
 
+from tests.frontdoor_template import with_front_door
 from tmctl.cli.app import app
 from tmctl.core import frontdoor, preflight
 from tmctl.core.errors import ExitCode, UsageError
@@ -35,23 +35,6 @@ LOCALSTACK_FREE = {"services": dict.fromkeys(_LS_NAMES.split(), "available"), "e
 LOCALSTACK_BASE = {**LOCALSTACK_FREE, "services": {**LOCALSTACK_FREE["services"], "apigatewayv2": "available"}}
 NO_APIGWV2 = ClientError({"Error": {"Code": "InternalFailure", "Message": "not included in your license"},
                           "ResponseMetadata": {"HTTPStatusCode": 501}}, "GetApis")
-
-
-def with_front_door(template: dict) -> dict:
-    """The project's template with the FrontDoor contract added, as the other half of issue 17 adds it."""
-    t = copy.deepcopy(template)
-    t["Parameters"]["FrontDoor"] = {"Type": "String", "AllowedValues": ["http", "rest"], "Default": "http"}
-    t.setdefault("Conditions", {}).update({
-        "UseHttpApi": {"Fn::Equals": [{"Ref": "FrontDoor"}, "http"]},
-        "UseRestApi": {"Fn::Equals": [{"Ref": "FrontDoor"}, "rest"]},
-    })
-    for res in t["Resources"].values():
-        if res["Type"].startswith("AWS::ApiGatewayV2::"):
-            res["Condition"] = "UseHttpApi"  # the JWT authorizer's UseJwt is replaced: enough for these tests
-    t["Resources"]["RestApi"] = {"Type": "AWS::ApiGateway::RestApi", "Condition": "UseRestApi",
-                                 "Properties": {"Name": "tasks"}}
-    t["Outputs"]["FrontDoor"] = {"Value": {"Ref": "FrontDoor"}}
-    return t
 
 
 # ------------------------------------------------------------------ the choice, in order
