@@ -247,17 +247,6 @@ def test_refusals_come_in_one_line_before_any_bucket_or_change_set(monkeypatch, 
     assert not [n for n in recorder.names() if n.split(".")[0] in {"s3", "sts"} or "change_set" in n]
 
 
-def test_the_stacks_jwt_refuses_a_switch_to_rest(monkeypatch, tmp_path, project):
-    stack = {"StackName": "taskmanager-dev", "StackStatus": "UPDATE_COMPLETE",
-             "Parameters": [{"ParameterKey": "ApiAuth", "ParameterValue": "JWT"}]}
-    result, recorder = run(monkeypatch, tmp_path, LOCALSTACK_BASE, {"Items": []}, "up", "--front-door", "rest",
-                           stack=stack)
-    assert result.exit_code == ExitCode.USAGE, result.stderr
-    (line,) = _errors(result)
-    assert "the stack's ApiAuth=JWT" in line and "-p ApiAuth=AWS_IAM" in line
-    assert _sent(recorder) is None
-
-
 def test_the_projects_template_without_the_parameter_is_sent_as_before(monkeypatch, tmp_path):
     """Until the template declares FrontDoor nothing is sent for it, and REST cannot be asked for."""
     from tmctl.core.bundle import project_dir
@@ -410,3 +399,32 @@ def test_status_json_gains_the_front_door_and_keeps_its_fields():
     data = s.to_dict()
     assert data["front_door"] == "rest" and s.front_door_label == "REST API"
     assert {"stack", "stack_status", "api_url", "api_ok", "api_detail", "queue", "dlq", "healthy"} <= set(data)
+
+
+def test_locally_the_stacks_jwt_does_not_count_tmctl_sends_none_there(monkeypatch, tmp_path, project):
+    """`up --local` sends ApiAuth=NONE unless -p says otherwise: the stack's JWT is not what goes."""
+    stack = {"StackName": "taskmanager-dev", "StackStatus": "UPDATE_COMPLETE",
+             "Parameters": [{"ParameterKey": "ApiAuth", "ParameterValue": "JWT"}]}
+    result, recorder = run(monkeypatch, tmp_path, LOCALSTACK_BASE, {"Items": []}, "diff", "--front-door", "rest",
+                           stack=stack)
+    assert _sent(recorder)["FrontDoor"] == "rest", result.stderr
+    assert _sent(recorder)["ApiAuth"] == "NONE"
+
+
+def test_on_aws_the_stacks_jwt_refuses_a_switch_to_rest(template, tmp_path):
+    path = tmp_path / "template.yaml"
+    path.write_text(json.dumps(with_front_door(template)))
+    stack = {"StackName": "taskmanager-dev", "StackStatus": "UPDATE_COMPLETE",
+             "Parameters": [{"ParameterKey": "ApiAuth", "ParameterValue": "JWT"}]}
+    recorder = Recorder(None, stack=stack)
+
+    class FakeClients:
+        target = resolve_target(region="us-east-1", env={})
+        cloudformation = recorder.client("cloudformation")
+
+        def client(self, service):
+            return recorder.client(service)
+
+    with pytest.raises(UsageError, match="the stack's ApiAuth=JWT"):
+        preflight.gate(FakeClients(), FakeClients.target, path, front_door="rest")
+    assert "apigateway.get_account" not in recorder.names()

@@ -132,7 +132,9 @@ def diff(
                        progress=report)
     discard(clients, plan)
     cs = plan.change_set
-    out.emit(st, cs.to_dict(), lambda: out.change_table(cs) if cs.changes else
+    # frontDoor: what `up` would send (a template without the choice has the HTTP API only).
+    data = {**cs.to_dict(), "frontDoor": plan.front_door or "http"}
+    out.emit(st, data, lambda: out.change_table(cs) if cs.changes else
              f"no changes: {target.describe()} is up to date")
 
 

@@ -318,8 +318,12 @@ def gate(clients, target, template_path, *, overrides: dict[str, str] | None = N
                        overrides=overrides, base=base)
     choice = checked.front_door
     if choice is not None:
-        deployed_auth = None if frontdoor.AUTH_PARAMETER in overrides or choice.door != frontdoor.REST else \
-            frontdoor.deployed_parameter(stack(), frontdoor.AUTH_PARAMETER)
+        # ApiAuth as it will be: the command line's; else locally always NONE (LOCAL_PARAMETERS); else on AWS
+        # the stack's current value (a JWT stage is not switched to REST by leaving -p ApiAuth out).
+        deployed_auth = None
+        if frontdoor.AUTH_PARAMETER not in overrides and choice.door == frontdoor.REST:
+            deployed_auth = base.get(frontdoor.AUTH_PARAMETER) if target.local else \
+                frontdoor.deployed_parameter(stack(), frontdoor.AUTH_PARAMETER)
         frontdoor.check_auth(choice.door, overrides, deployed_auth)
         if choice.note and progress is not None:
             progress(choice.note)
