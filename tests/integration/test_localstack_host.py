@@ -410,6 +410,13 @@ def test_diff_picks_the_rest_front_door_here_and_the_engine_leaves_the_http_api_
     assert "no API Gateway v2 (HTTP API): using the REST front door" in result.stderr
     types = {c["type"] for c in json.loads(result.stdout)["changes"]}
     assert "AWS::ApiGateway::RestApi" in types and not {t for t in types if t.startswith("AWS::ApiGatewayV2::")}
+    assert json.loads(result.stdout)["frontDoor"] == "rest"
+
+    # doctor makes the same choice, and the missing HTTP API is no error for it
+    doctor = CliRunner().invoke(app, ["doctor", "--no-aws", "-o", "json"], env=env)
+    findings = {f["check"]: f for f in json.loads(doctor.stdout)["findings"]}
+    assert findings["front-door"]["data"] == {"frontDoor": "rest", "source": "engine"}, findings
+    assert findings["http-api"]["level"] == "info" and findings["services"]["level"] == "ok"
 
 
 def _loaded_template() -> dict:
