@@ -428,3 +428,13 @@ def test_on_aws_the_stacks_jwt_refuses_a_switch_to_rest(template, tmp_path):
     with pytest.raises(UsageError, match="the stack's ApiAuth=JWT"):
         preflight.gate(FakeClients(), FakeClients.target, path, front_door="rest")
     assert "apigateway.get_account" not in recorder.names()
+
+
+def test_asking_for_rest_where_only_the_http_api_is_names_the_http_front_door(monkeypatch, tmp_path, project):
+    only_v2 = {**LOCALSTACK_BASE, "services": {k: v for k, v in LOCALSTACK_BASE["services"].items()
+                                                if k != "apigateway"}}
+    result, recorder = run(monkeypatch, tmp_path, only_v2, {"Items": []}, "diff", "--front-door", "rest")
+    assert result.exit_code == ExitCode.USAGE, result.stderr
+    (line,) = _errors(result)
+    assert "API Gateway (REST API)" in line and "pass --front-door http" in line
+    assert _sent(recorder) is None

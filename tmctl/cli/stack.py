@@ -144,7 +144,9 @@ def down(
     yes: opt.Yes = False,
 ) -> None:
     """Delete the stack (the artifact bucket stays). On AWS you type the stack name
-    to confirm (--yes skips it; without a terminal, --yes is required).
+    to confirm (--yes skips it; without a terminal, --yes is required). On LocalStack,
+    `down` of prod/production is refused where its CloudFormation deletes what
+    DeletionPolicy: Retain keeps (the legacy engine): its tasks table would go.
 
     Example: tmctl down --local --stop-emulator
     """

@@ -152,6 +152,7 @@ class Result:
     unknown: tuple[str, ...] = ()  # a probe that could not tell
     detail: str = ""  # why a probe could not tell
     rest_door: bool = False  # the template can use a REST front door, and this engine has API Gateway (REST)
+    http_door: bool = False  # the template can use the HTTP API front door, and this engine has API Gateway v2
 
     @property
     def ok(self) -> bool:
@@ -168,6 +169,8 @@ class Result:
         if self.rest_door and self.missing == ("apigatewayv2",):
             plan = " or a LocalStack plan with the HTTP API (Base or above)" if self.engine == "localstack" else ""
             return f"pass --front-door rest (this engine has the REST API), or use {EMBEDDED}{plan}"
+        if self.http_door and self.missing == ("apigateway",):
+            return f"pass --front-door http (this engine has the HTTP API), or use {EMBEDDED}"
         if self.engine == "localstack":
             plan = ("a LocalStack plan with the HTTP API (Base or above; the free plans have none)"
                     if "apigatewayv2" in self.missing else "a LocalStack build that runs these services")
@@ -280,7 +283,8 @@ def evaluate(template: dict, engine: tuple[str, str, dict] | None, client: Calla
         result = Result(offer.engine, offer.version, needed, tuple(s for s in offer.missing if s in needed),
                         tuple(s for s in offer.unknown if s in needed),
                         offer.detail if any(s in needed for s in offer.unknown) else "",
-                        rest_door=declared and has("apigateway") is not False)
+                        rest_door=declared and has("apigateway") is not False,
+                        http_door=declared and has("apigatewayv2") is not False)
     return Gate(result, choice)
 
 
