@@ -43,7 +43,9 @@ class StackInfo:
     @property
     def front_door(self) -> str:
         """http | rest: the stack's `FrontDoor` output; a stack deployed before it has the HTTP API."""
-        return (self.outputs.get("FrontDoor") or "http").lower()
+        from tmctl.core.frontdoor import HTTP, OUTPUT
+
+        return (self.outputs.get(OUTPUT) or HTTP).lower()
 
     @property
     def front_door_label(self) -> str:
