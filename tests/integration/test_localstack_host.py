@@ -21,6 +21,7 @@ is skipped with that reason."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -114,18 +115,18 @@ def _clean_volume(before: set[str] | None) -> None:
             shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
 
 
-@pytest.fixture(scope="module")
-def localstack(tmp_path_factory):
+@contextlib.contextmanager
+def running(work: Path, **extra_env: str):
+    """One LocalStack on a free port, stopped by pid and its volume entries removed afterwards."""
     python, why = localstack_python()
     if python is None:
         pytest.skip(why)
-    work = tmp_path_factory.mktemp("localstack-host")
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     before = {e.name for e in VOLUME.iterdir()} if VOLUME.exists() else None
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TMCTL_", "AWS_", "LOCALSTACK_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TMCTL_", "AWS_", "LOCALSTACK_", "PROVIDER_"))}
     env.update(GATEWAY_LISTEN=f"127.0.0.1:{port}", GATEWAY_SERVER="hypercorn", DISABLE_EVENTS="1",
-               LOCALSTACK_VOLUME_DIR=str(work / "volume"), TMPDIR=str(work))
+               LOCALSTACK_VOLUME_DIR=str(work / "volume"), TMPDIR=str(work), **extra_env)
     log = (work / "localstack.log").open("wb")
     started = time.monotonic()
     proc = subprocess.Popen([python, "-m", "localstack.runtime.main"], env=env, cwd=work,  # noqa: S603
@@ -152,6 +153,12 @@ def localstack(tmp_path_factory):
         _clean_volume(before)
 
 
+@pytest.fixture(scope="module")
+def localstack(tmp_path_factory):
+    with running(tmp_path_factory.mktemp("localstack-host")) as ls:
+        yield ls
+
+
 def tmctl(ls: LocalStack, *args: str):
     return CliRunner().invoke(app, list(args), env=ls.cli_env)
 
@@ -169,16 +176,20 @@ def test_it_is_the_real_localstack_without_the_http_api(localstack):
 
 
 @pytest.mark.parametrize("command", [["up", "--yes"], ["diff"]])
-def test_the_preflight_refuses_in_one_line_and_nothing_is_created(localstack, command):
+def test_the_preflight_refuses_the_http_api_in_one_line_and_nothing_is_created(localstack, command):
+    """Insisting on the HTTP API (the REST front door is what this engine gets unasked, once
+    the template offers it) is refused, naming the REST front door where the template has one."""
     cfn, s3 = localstack.clients.cloudformation, localstack.clients.s3
     buckets = {b["Name"] for b in s3.list_buckets()["Buckets"]}
 
-    result = tmctl(localstack, *command)
+    result = tmctl(localstack, *command, "--front-door", "http")
 
     assert result.exit_code == 2, result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert any(f"localstack {VERSION}" in line and "has no API Gateway v2 (HTTP API)" in line
                and "nothing was created" in line for line in lines), result.stderr
+    if "FrontDoor" in (_template().get("Parameters") or {}):
+        assert any("--front-door rest" in line for line in lines), result.stderr
     assert not any("Traceback" in line for line in lines)
     assert {b["Name"] for b in s3.list_buckets()["Buckets"]} == buckets, "an artifact bucket was created"
     stacks = {s["StackName"] for s in cfn.list_stacks()["StackSummaries"]}
@@ -189,9 +200,8 @@ def test_past_the_preflight_diff_shows_the_real_template_as_a_create(localstack,
     """The one step the community core refuses is the front door, so the preflight
     is lifted here (in this process only) to show what the v2 engine makes of the
     template itself: every resource, CREATE, and nothing left behind."""
-    monkeypatch.setattr(preflight, "require", lambda *a, **k: None)
-    template = yaml.load((ROOT / "cloudformation" / "template.yaml").read_text(),  # noqa: S506 - our file
-                         Loader=_CfnLoader)
+    monkeypatch.setattr(preflight, "gate", lambda *a, **k: preflight.Gate(None, None))
+    template = _template()
 
     result = tmctl(localstack, "diff", "-o", "json")
 
@@ -206,6 +216,11 @@ def test_past_the_preflight_diff_shows_the_real_template_as_a_create(localstack,
     live = [s for s in localstack.clients.cloudformation.list_stacks()["StackSummaries"]
             if s["StackName"] == stack_name(localstack) and s["StackStatus"] != "DELETE_COMPLETE"]
     assert live == []
+
+
+def _template() -> dict:
+    return yaml.load((ROOT / "cloudformation" / "template.yaml").read_text(),  # noqa: S506 - our file
+                     Loader=_CfnLoader)
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -303,3 +318,108 @@ def test_config_list_get_set_on_ssm(localstack):
         assert described[0].get("AllowedPattern") == "^(open|paused)$"
     finally:
         ssm.delete_parameters(Names=[f"{path}intake", f"{path}log-level"])
+
+
+# ------------------------------------------------------------------ `down` of a production stage: DeletionPolicy kept?
+
+
+def _prod_stack(ls: LocalStack) -> str:
+    """A stand-in for the stage's stack (the real one needs Lambda and DynamoDB, which the host lacks)."""
+    name = f"{settings.APP.default}-prod"
+    cfn = ls.clients.cloudformation
+    cfn.create_stack(StackName=name, TemplateBody=json.dumps({"Resources": {"P": {
+        "Type": "AWS::SSM::Parameter", "Properties": {"Name": f"/lshost/{name}", "Type": "String", "Value": "v"}}}}))
+    for _ in range(200):
+        if cfn.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE":
+            return name
+        time.sleep(0.05)
+    pytest.fail(f"{name} was not created")
+
+
+def _no_probe_left(ls: LocalStack) -> None:
+    from tmctl.core import retention
+
+    stacks = [s for s in ls.clients.cloudformation.list_stacks()["StackSummaries"]
+              if s["StackName"].startswith(retention.PROBE_PREFIX) and s["StackStatus"] != "DELETE_COMPLETE"]
+    params = ls.clients.ssm.describe_parameters(ParameterFilters=[
+        {"Key": "Name", "Option": "BeginsWith", "Values": [retention.PARAMETER_PATH]}])["Parameters"]
+    assert (stacks, params) == ([], []), "the retention probe left something behind"
+
+
+def test_the_default_engine_keeps_retain_resources_and_down_of_prod_goes_on(localstack):
+    from tmctl.core import retention
+
+    answer = retention.probe(localstack.clients.cloudformation, localstack.clients.ssm)
+    print(f"\nretention probe, v2 engine: kept={answer.honoured} in {answer.seconds:.2f} s")
+    assert answer.honoured is True, answer.detail
+    name = _prod_stack(localstack)
+
+    result = tmctl(localstack, "down", "--stage", "prod", "--yes")
+
+    assert result.exit_code == 0, result.output
+    assert f"deleted {name}" in result.stderr
+    _no_probe_left(localstack)
+
+
+def test_the_legacy_engine_ignores_retain_and_down_of_prod_is_refused(tmp_path):
+    """PROVIDER_OVERRIDE_CLOUDFORMATION=engine-legacy: a LocalStack of its own for this test."""
+    from tmctl.core import retention
+
+    with running(tmp_path, PROVIDER_OVERRIDE_CLOUDFORMATION="engine-legacy") as legacy:
+        name = _prod_stack(legacy)
+        started = time.monotonic()
+
+        result = tmctl(legacy, "down", "--stage", "prod", "--yes")
+
+        first = time.monotonic() - started
+        assert result.exit_code == 2, result.output
+        errors = [line for line in result.stderr.splitlines() if line.startswith("tmctl: error:")]
+        assert len(errors) == 1 and "ignores DeletionPolicy" in errors[0] and "engine-legacy" in errors[0]
+        status = legacy.clients.cloudformation.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"]
+        assert status == "CREATE_COMPLETE", "the stack was deleted"
+        _no_probe_left(legacy)
+        # Asked once per engine session: the second refusal costs no probe.
+        started = time.monotonic()
+        again = tmctl(legacy, "down", "--stage", "prod", "--yes")
+        print(f"\ndown refused on the legacy engine: {first:.2f} s with the probe, "
+              f"{time.monotonic() - started:.2f} s from the cache")
+        assert again.exit_code == 2 and "ignores DeletionPolicy" in again.stderr
+        assert retention.probe(legacy.clients.cloudformation, legacy.clients.ssm).honoured is False
+
+
+# ------------------------------------------------------------------ the REST front door, chosen for this engine
+
+
+def test_diff_picks_the_rest_front_door_here_and_the_engine_leaves_the_http_api_out(localstack, tmp_path):
+    """The project's template with the FrontDoor contract (tests/frontdoor_template.py, until the
+    template itself declares it): unasked, `diff` says it uses the REST front door, the preflight
+    passes without API Gateway v2, and the v2 engine evaluates the Conditions the same way."""
+    from tests.frontdoor_template import with_front_door
+
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "cloudformation", project / "cloudformation")
+    (project / "lambdas").symlink_to(ROOT / "lambdas")
+    template = _template() if "FrontDoor" in (_template().get("Parameters") or {}) else \
+        with_front_door(_loaded_template())
+    (project / "cloudformation" / "template.yaml").write_text(json.dumps(template))
+    env = {**localstack.cli_env, "TMCTL_PROJECT_DIR": str(project)}
+
+    result = CliRunner().invoke(app, ["diff", "-o", "json"], env=env)
+
+    assert result.exit_code == 0, result.output
+    assert "no API Gateway v2 (HTTP API): using the REST front door" in result.stderr
+    types = {c["type"] for c in json.loads(result.stdout)["changes"]}
+    assert "AWS::ApiGateway::RestApi" in types and not {t for t in types if t.startswith("AWS::ApiGatewayV2::")}
+    assert json.loads(result.stdout)["frontDoor"] == "rest"
+
+    # doctor makes the same choice, and the missing HTTP API is no error for it
+    doctor = CliRunner().invoke(app, ["doctor", "--no-aws", "-o", "json"], env=env)
+    findings = {f["check"]: f for f in json.loads(doctor.stdout)["findings"]}
+    assert findings["front-door"]["data"] == {"frontDoor": "rest", "source": "engine"}, findings
+    assert findings["http-api"]["level"] == "info" and findings["services"]["level"] == "ok"
+
+
+def _loaded_template() -> dict:
+    from tmctl.core.deploy import load_template
+
+    return load_template(ROOT / "cloudformation" / "template.yaml")

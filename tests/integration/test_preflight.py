@@ -26,8 +26,9 @@ def test_the_check_matches_what_the_engine_is(engine_target, engine_caps):
     target, _ = engine_target
     template = project_dir() / TEMPLATE_FILE
     if "apigatewayv2" in engine_caps.lacks:  # LocalStack's free plan, or on the host
+        # Unasked, a template with the FrontDoor choice gets the REST front door there: insist on the HTTP API.
         with pytest.raises(preflight.EngineLacks, match="HTTP API"):
-            preflight.require(Clients(target), target, template)
+            preflight.require(Clients(target), target, template, front_door="http")
         return
     result = preflight.require(Clients(target), target, template)
     assert result is not None and result.ok and not result.unknown
@@ -37,9 +38,13 @@ def test_the_check_matches_what_the_engine_is(engine_target, engine_caps):
 
 @pytest.mark.parametrize("command", ["diff", "up"])
 def test_up_and_diff_go_through_the_check_where_the_engine_has_everything(env, command):
-    result = CliRunner().invoke(app, ["--output", "json", command, "--param", "LogRetentionDays=1"], env=env.cli_env)
+    result = CliRunner().invoke(app, ["--output", "json", command, "--param", "LogRetentionDays=1",
+                                      "--front-door", "HTTP"], env=env.cli_env)
     assert result.exit_code == 0, result.stderr
-    assert "lacks" not in result.stderr and json.loads(result.stdout)
+    assert "lacks" not in result.stderr
+    # An engine with the HTTP API keeps it (any case accepted), and says so
+    assert json.loads(result.stdout)["frontDoor"] == "http"
+    assert "REST front door" not in result.stderr
 
 
 def test_an_engine_lacking_a_service_is_refused_before_anything_is_created(engine_env, monkeypatch):

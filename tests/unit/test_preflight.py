@@ -126,8 +126,12 @@ def test_aws_is_not_checked_and_not_called():
         def __getattr__(self, name):
             raise AssertionError(f"AWS was called: {name}")
 
+    from tmctl.core.bundle import project_dir
+    from tmctl.core.deploy import TEMPLATE_FILE
+
     target = resolve_target(region="us-east-1", env={})
-    assert preflight.require(NoCalls(), target, "unused") is None
+    # The HTTP front door asked for (or no FrontDoor in the template): nothing to ask AWS.
+    assert preflight.require(NoCalls(), target, project_dir() / TEMPLATE_FILE, front_door="http") is None
 
 
 # ------------------------------------------------------------------ `up` and `diff` refuse before creating anything

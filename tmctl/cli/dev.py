@@ -134,7 +134,7 @@ class _Session:
         elif first:
             out.progress(f"{target.stack_name} is up to date")
         if first:
-            out.progress(f"API: {result.stack.api_url}")
+            out.progress(f"API ({result.stack.front_door_label}): {result.stack.api_url}")
         return True
 
     def load(self) -> None:

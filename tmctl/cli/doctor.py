@@ -30,6 +30,7 @@ def doctor(
     """
     from tmctl.core import doctor as core
     from tmctl.core import preflight
+    from tmctl.core.deploy import LOCAL_PARAMETERS
     from tmctl.core.errors import CheckFailed
     from tmctl.core.local import localstack
 
@@ -43,6 +44,9 @@ def doctor(
         local_required=aws is not True,
         apigw=local("apigatewayv2"),
         needed=preflight.stack_needs(),
+        template=_template(),
+        stack=lambda: _describe_stack(local("cloudformation"), target),
+        base={"AppName": target.app, "Stage": target.stage, **LOCAL_PARAMETERS},
         iam_probe=lambda: _probe_client(target)("sqs").list_queues(MaxResults=1),
         load_stack=lambda: _load_stack(local("cloudformation"), target),
         lambda_=local("lambda"),
@@ -103,6 +107,23 @@ def _probe_client(target):
     session = boto3.Session(region_name=target.region, aws_access_key_id=PROBE_ACCESS_KEY,
                             aws_secret_access_key="tmctl-doctor-probe")
     return lambda service: session.client(service, endpoint_url=target.endpoint_url, config=_config())
+
+
+def _template() -> dict | None:
+    """The project's template, parsed (None: none here; doctor then checks the HTTP API alone)."""
+    from tmctl.core.bundle import project_dir
+    from tmctl.core.deploy import TEMPLATE_FILE, load_template
+
+    try:
+        return load_template(project_dir() / TEMPLATE_FILE)
+    except Exception:  # noqa: BLE001 - no project, or unreadable: the checks that need none still run
+        return None
+
+
+def _describe_stack(cfn, target):
+    from tmctl.core.stack import describe_stack
+
+    return describe_stack(cfn, target)
 
 
 def _load_stack(cfn, target):

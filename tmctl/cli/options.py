@@ -44,6 +44,13 @@ class ExecutionStatus(StrEnum):
     PENDING_REDRIVE = "PENDING_REDRIVE"
 
 
+class FrontDoor(StrEnum):
+    """The API's front door (tmctl.core.frontdoor.DOORS; tests/unit/test_options.py keeps them equal)."""
+
+    http = "http"
+    rest = "rest"
+
+
 # Choices are case-insensitive (`--status failed` works) and listed by --help and completion.
 def _choices(enum: type[StrEnum]) -> str:
     return "[" + "|".join(enum) + "]"  # as the API spells them (Click would show them lower-cased)
@@ -55,6 +62,10 @@ TaskStatusChoice = Annotated[TaskStatus | None, typer.Option(
     "--status", case_sensitive=False, metavar=_choices(TaskStatus), help="Only tasks in this status.")]
 ExecutionStatusChoice = Annotated[ExecutionStatus | None, typer.Option(
     "--status", case_sensitive=False, metavar=_choices(ExecutionStatus), help="Only executions in this status.")]
+FrontDoorChoice = Annotated[FrontDoor | None, typer.Option(
+    "--front-door", case_sensitive=False, metavar=_choices(FrontDoor),
+    help="The API's front door: http (HTTP API, API Gateway v2) or rest (REST API). Default: the stack's "
+         "current one, else rest on an engine without API Gateway v2 (LocalStack's free plans), else http.")]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (for CI and scripts).")]
 Wait = Annotated[bool, typer.Option("--wait", help="Follow the task to COMPLETED or FAILED.")]
 Timeout = Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds --wait waits.")]

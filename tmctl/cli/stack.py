@@ -17,6 +17,7 @@ from tmctl.cli.context import state
 def up(
     ctx: typer.Context,
     param: opt.Params = None,
+    front_door: opt.FrontDoorChoice = None,
     no_warm: Annotated[bool, typer.Option("--no-warm", help="Skip warming the functions.")] = False,
     yes: opt.Yes = False,
 ) -> None:
@@ -50,7 +51,8 @@ def up(
     clients = st.clients()
     out.progress(f"deploying {target.describe()}")
     with out.Reporter(f"preparing {target.stack_name}") as report:
-        plan = prepare(clients, target, overrides=overrides, progress=report, ready=ready)
+        plan = prepare(clients, target, overrides=overrides, front_door=_door(front_door), progress=report,
+                       ready=ready)
         if target.local:  # on AWS the table below shows them
             report_changes(plan, report)
     cs = plan.change_set
@@ -80,11 +82,11 @@ def up(
         out.progress("warmed " + ", ".join(f"{n} ({s:.2f}s)" for n, s in result.warmed.items()))
     data = {"stack": result.stack.name, "status": result.stack.status, "changed": result.deploy.changed,
             "apiUrl": result.stack.api_url, "uploaded": result.uploaded, "outputs": result.stack.outputs,
-            "seconds": {k: round(v, 3) for k, v in result.timings.items()}}
+            "seconds": {k: round(v, 3) for k, v in result.timings.items()}, "frontDoor": result.stack.front_door}
     out.emit(st, data, lambda: [
         out.table(f"{result.stack.name}: {result.stack.status}", ["output", "value"],
                   sorted(result.stack.outputs.items())),
-        f"API: {result.stack.api_url}",
+        f"API ({result.stack.front_door_label}): {result.stack.api_url}",
         _try_it(result.stack, target),
     ])
 
@@ -102,9 +104,14 @@ def _try_it(stack, target) -> str:
     return f"try: curl -s -X POST {stack.api_url}/tasks {body}"
 
 
+def _door(choice) -> str | None:
+    return choice.value if choice is not None else None
+
+
 def diff(
     ctx: typer.Context,
     param: opt.Params = None,
+    front_door: opt.FrontDoorChoice = None,
 ) -> None:
     """Show what `tmctl up` would change, as a change set, without executing it:
     nothing is uploaded or created, and the change set is deleted afterwards.
@@ -121,10 +128,13 @@ def diff(
         emulator.require_engine(target)
     clients = st.clients()
     with out.Reporter(f"comparing with {target.stack_name}") as report:
-        plan = prepare(clients, target, overrides=overrides, dry_run=True, progress=report)
+        plan = prepare(clients, target, overrides=overrides, front_door=_door(front_door), dry_run=True,
+                       progress=report)
     discard(clients, plan)
     cs = plan.change_set
-    out.emit(st, cs.to_dict(), lambda: out.change_table(cs) if cs.changes else
+    # frontDoor: what `up` would send (a template without the choice has the HTTP API only).
+    data = {**cs.to_dict(), "frontDoor": plan.front_door or "http"}
+    out.emit(st, data, lambda: out.change_table(cs) if cs.changes else
              f"no changes: {target.describe()} is up to date")
 
 
@@ -134,7 +144,9 @@ def down(
     yes: opt.Yes = False,
 ) -> None:
     """Delete the stack (the artifact bucket stays). On AWS you type the stack name
-    to confirm (--yes skips it; without a terminal, --yes is required).
+    to confirm (--yes skips it; without a terminal, --yes is required). On LocalStack,
+    `down` of prod/production is refused where its CloudFormation deletes what
+    DeletionPolicy: Retain keeps (the legacy engine): its tasks table would go.
 
     Example: tmctl down --local --stop-emulator
     """
@@ -145,7 +157,8 @@ def down(
     st = state(ctx)
     target = st.target()
     if target.local:
-        emulator.require_engine(target)
+        engine = emulator.require_engine(target)
+        _refuse_if_retain_is_ignored(st, target, engine)
     else:
         out.require_answerable(f"deleting {target.stack_name} on AWS", yes)
         if not yes and describe_stack(st.clients().cloudformation, target) is not None:
@@ -156,6 +169,21 @@ def down(
     if stop_emulator and target.local:
         pid = emulator.stop(target)
         out.progress(f"stopped emulator pid {pid}" if pid else "no emulator started by tmctl on this port")
+
+
+def _refuse_if_retain_is_ignored(st, target, engine) -> None:
+    """A production-like stage on LocalStack: refused where DeletionPolicy is ignored (tmctl.core.retention)."""
+    from tmctl.core import retention
+    from tmctl.core.local import emulator
+    from tmctl.core.stack import describe_stack
+
+    if target.stage.lower() not in retention.PRODUCTION_STAGES or getattr(engine, "name", "") != "localstack":
+        return
+    c = st.clients()
+    retention.guard_down(c.cloudformation, c.ssm, stage=target.stage, engine=engine.name, version=engine.version,
+                         stack_exists=describe_stack(c.cloudformation, target) is not None,
+                         cache=target.state_dir / retention.CACHE_FILE,
+                         session=emulator.localstack_session(target.endpoint_url), progress=out.progress)
 
 
 def _ask_for_the_name(target) -> None:
@@ -219,7 +247,8 @@ def _status_table(s):
     rows = [
         ("engine", s.engine),
         ("stack", f"{s.stack} {s.stack_status}"),
-        ("api", f"{'[green]up[/green]' if s.api_ok else '[red]down[/red]'} {s.api_detail} {s.api_url}"),
+        ("api", f"{'[green]up[/green]' if s.api_ok else '[red]down[/red]'} {s.api_detail} {s.api_url} "
+                f"({s.front_door_label})"),
         ("queue", f"{s.queue.name}: {s.queue.visible} visible, {s.queue.in_flight} in flight, "
                   f"{s.queue.delayed} delayed"),
         ("dlq", f"[{dlq_style}]{s.dlq.name}: {s.dlq.total} message(s)[/{dlq_style}]"),

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tmctl.core import preflight
+from tmctl.core import frontdoor, preflight
 from tmctl.core.errors import error_code
 from tmctl.core.executions import created_at_of_name
 
@@ -124,12 +124,20 @@ def check_http_api(apigw, engine: str | None, result: preflight.Result | None = 
     return Finding("http-api", OK, "HTTP API (API Gateway v2) available", data={"available": True})
 
 
-def check_services(engine: str, body: dict, needed: tuple[str, ...], apigw=None) -> list[Finding]:
+def check_services(engine: str, body: dict, needed: tuple[str, ...], apigw=None,
+                   result: preflight.Result | None = None, door: frontdoor.Choice | None = None) -> list[Finding]:
     """What the stack needs against what the engine offers: the same check `tmctl up`
-    runs before creating anything (tmctl.core.preflight), as findings."""
-    result = preflight.check(engine, str(body.get("version", "")), body, needed,
-                             (lambda _name: apigw) if apigw is not None else None)
-    found = [check_http_api(apigw, engine, result)] if apigw is not None and "apigatewayv2" in needed else []
+    runs before creating anything (tmctl.core.preflight), as findings. `result`: that
+    check already run (preflight.evaluate, with the front door `door`)."""
+    if result is None:
+        result = preflight.check(engine, str(body.get("version", "")), body, needed,
+                                 (lambda _name: apigw) if apigw is not None else None)
+    found = []
+    if door is not None and door.door == frontdoor.REST and "apigatewayv2" not in result.needed:
+        found.append(Finding("http-api", INFO, "the REST front door needs no HTTP API (API Gateway v2)",
+                             data={"available": None}))
+    elif apigw is not None and "apigatewayv2" in needed:
+        found.append(check_http_api(apigw, engine, result))
     others = tuple(s for s in result.missing if s != "apigatewayv2")
     listed = bool(body.get("services"))
     if others:
@@ -144,6 +152,17 @@ def check_services(engine: str, body: dict, needed: tuple[str, ...], apigw=None)
         found.append(Finding("services", INFO, "the engine's health lists no services: only probed ones checked",
                              data={"missing": None}))
     return found
+
+
+def check_front_door(door: frontdoor.Choice) -> Finding:
+    """Which front door the stage has, or would get from `tmctl up` (the same choice)."""
+    data = {"frontDoor": door.door, "source": door.source}
+    if door.source == "stack":
+        return Finding("front-door", OK, f"the stage's front door is the {door.label} (deployed)", data=data)
+    why = {"engine": ": this engine has no API Gateway v2 (HTTP API)", "default": " (the default)"}.get(
+        door.source, "")
+    return Finding("front-door", INFO, f"`tmctl up` would give the stage the {door.label}{why}",
+                   "--front-door http|rest chooses" if door.source == "engine" else None, data=data)
 
 
 def check_iam(engine: str | None, health_body: dict, probe_call: Callable[[], Any]) -> Finding:
@@ -282,6 +301,9 @@ class Probes:
     health: Callable[[str], tuple[str, dict] | None] = health_info
     apigw: Any = None  # apigatewayv2 client on the endpoint
     needed: tuple[str, ...] = ("apigatewayv2",)  # what the stack needs (preflight.template_needs)
+    template: dict | None = None  # the parsed template: the needs follow its Conditions and the front door
+    stack: Callable[[], dict | None] | None = None  # the stage's stack, described (its FrontDoor)
+    base: dict[str, str] = field(default_factory=dict)  # parameter values `up` would send (AppName, Stage, …)
     iam_probe: Callable[[], Any] | None = None  # a read-only call signed with PROBE_ACCESS_KEY
     load_stack: Callable[[], Any] | None = None
     lambda_: Any = None
@@ -300,7 +322,13 @@ def diagnose(p: Probes) -> Report:
     findings.append(check_engine(p.endpoint, health, required=p.local_required))
     if health is not None:
         engine, body = health
-        if p.apigw is not None or p.needed != ("apigatewayv2",):
+        if p.template is not None:
+            try:
+                findings.extend(_front_door_and_services(p, engine, body))
+            except Exception as err:  # noqa: BLE001 - a check that cannot run is a finding, not a crash
+                findings.append(Finding("services", WARN, f"check could not run: {_describe(err)}",
+                                        "check the engine's log"))
+        elif p.apigw is not None or p.needed != ("apigatewayv2",):
             try:
                 findings.extend(check_services(engine, body, p.needed, p.apigw))
             except Exception as err:  # noqa: BLE001 - a check that cannot run is a finding, not a crash
@@ -317,6 +345,21 @@ def diagnose(p: Probes) -> Report:
     if p.aws_identity is not None:
         findings.extend(check_aws(p.aws_identity, p.aws_region, required=p.aws_required))
     return Report(p.endpoint, findings)
+
+
+def _front_door_and_services(p: Probes, engine: str, body: dict) -> list[Finding]:
+    """`up`'s own choice and check (preflight.evaluate), without refusing: findings."""
+    def stack():
+        try:
+            return p.stack() if p.stack is not None else None
+        except Exception:  # noqa: BLE001 - no stack to read: the choice `up` would make for a new one
+            return None
+
+    checked = preflight.evaluate(p.template, (engine, str(body.get("version", "")), body),
+                                 (lambda _name: p.apigw) if p.apigw is not None else None, stack, base=p.base)
+    found = [check_front_door(checked.front_door)] if checked.front_door is not None else []
+    result = checked.result
+    return found + check_services(engine, body, result.needed, p.apigw, result, checked.front_door)
 
 
 def _guard(check: str, run: Callable[[], Finding]) -> Finding:

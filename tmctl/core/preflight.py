@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from tmctl.core import frontdoor
 from tmctl.core.backend import unsupported
 from tmctl.core.errors import UsageError, error_code
 
@@ -73,10 +74,43 @@ PROBES: dict[str, tuple[str, Callable[[Any], tuple[bool | None, Exception | None
 }
 
 
-def needs(template: dict, *, tmctl: bool = True) -> tuple[str, ...]:
-    """The services the template's resources (and tmctl's own calls) need, in a stable order."""
-    types = (str((r or {}).get("Type", "")) for r in (template.get("Resources") or {}).values())
+def needs(template: dict, *, tmctl: bool = True, values: dict[str, str] | None = None) -> tuple[str, ...]:
+    """The services the template's resources (and tmctl's own calls) need, in a stable order.
+    With `values` (the parameters being sent; the template's defaults fill the rest), a
+    resource whose `Condition` is false needs nothing: a REST front door needs no
+    apigatewayv2. A condition that cannot be decided here counts as true."""
+    resources = (template.get("Resources") or {}).values()
+    if values is not None:
+        resources = [r for r in resources if _deployed(r, template, values)]
+    types = (str((r or {}).get("Type", "")) for r in resources)
     return _services(types, tmctl)
+
+
+def _deployed(resource, template: dict, values: dict[str, str]) -> bool:
+    from tmctl.core.render import Unknown, condition
+
+    name = (resource or {}).get("Condition") if isinstance(resource, dict) else None
+    if not isinstance(name, str):
+        return True
+    try:
+        return condition(name, parameter_values(template, values), template.get("Conditions") or {})
+    except Unknown:
+        return True
+
+
+def parameter_values(template: dict, values: dict[str, str]) -> dict[str, str]:
+    """The template's defaults, overridden by `values`: what its Conditions see."""
+    from tmctl.core.render import Unknown, _text
+
+    out = {}
+    for key, decl in (template.get("Parameters") or {}).items():
+        if isinstance(decl, dict) and "Default" in decl:
+            try:
+                out[key] = _text(decl["Default"])
+            except Unknown:
+                continue
+    out.update(values)
+    return out
 
 
 # A `Type: AWS::…` line of a YAML or JSON template (a comment's `# Type:` is not one).
@@ -117,6 +151,8 @@ class Result:
     missing: tuple[str, ...]  # definitely absent
     unknown: tuple[str, ...] = ()  # a probe that could not tell
     detail: str = ""  # why a probe could not tell
+    rest_door: bool = False  # the template can use a REST front door, and this engine has API Gateway (REST)
+    http_door: bool = False  # the template can use the HTTP API front door, and this engine has API Gateway v2
 
     @property
     def ok(self) -> bool:
@@ -130,6 +166,11 @@ class Result:
         return f"{where} lacks {names}, which this stack needs: nothing was created"
 
     def fix(self) -> str:
+        if self.rest_door and self.missing == ("apigatewayv2",):
+            plan = " or a LocalStack plan with the HTTP API (Base or above)" if self.engine == "localstack" else ""
+            return f"pass --front-door rest (this engine has the REST API), or use {EMBEDDED}{plan}"
+        if self.http_door and self.missing == ("apigateway",):
+            return f"pass --front-door http (this engine has the HTTP API), or use {EMBEDDED}"
         if self.engine == "localstack":
             plan = ("a LocalStack plan with the HTTP API (Base or above; the free plans have none)"
                     if "apigatewayv2" in self.missing else "a LocalStack build that runs these services")
@@ -192,18 +233,113 @@ def stack_needs() -> tuple[str, ...]:
         return ("apigatewayv2",)
 
 
-def require(clients, target, template_path) -> Result | None:
-    """Refuse (EngineLacks) before anything is created when the engine lacks what
-    the stack needs. AWS: None, no call. Nothing answering: None (the deploy's own
-    error says so)."""
-    if not target.local:
-        return None
-    from tmctl.core.local.emulator import probe
+@dataclass(frozen=True)
+class Gate:
+    """What `up`/`diff` learnt before creating anything: the engine check (None on
+    AWS, or when nothing answered) and the front door to send (None: the template
+    has no FrontDoor parameter)."""
 
-    engine = probe(target.endpoint_url, timeout=2.0)
-    if engine is None:
-        return None
-    result = check(engine.name, engine.version, engine.health, template_needs(template_path), clients.client)
-    if not result.ok:
-        raise result.error()
-    return result
+    result: Result | None
+    front_door: frontdoor.Choice | None
+
+    def parameters(self) -> dict[str, str]:
+        """The overrides this adds: FrontDoor, when the template has the choice."""
+        return {frontdoor.PARAMETER: self.front_door.door} if self.front_door else {}
+
+
+def evaluate(template: dict, engine: tuple[str, str, dict] | None, client: Callable[[str], Any] | None,
+             stack: Callable[[], dict | None], *, front_door: str | None = None,
+             overrides: dict[str, str] | None = None, base: dict[str, str] | None = None) -> Gate:
+    """The front door and the engine check for `template`, refusing nothing (gate()
+    and doctor decide what to do with them). `engine`: (name, version, health body),
+    None on AWS or when nothing answered; `client(name)` makes the probes' clients;
+    `stack()` describes the deployed stack (asked only when the door is not given);
+    `base`: parameter values known before the command line's (AppName, Stage, …)."""
+    overrides = dict(overrides or {})
+    declared = frontdoor.PARAMETER in (template.get("Parameters") or {})
+    asked = frontdoor.explicit(front_door, overrides)
+    every = needs(template)  # regardless of conditions: what any front door could need
+    offer = None
+    if engine is not None:
+        wanted = every + tuple(s for s in ("apigatewayv2", "apigateway") if declared and s not in every)
+        offer = check(*engine, wanted, client)
+
+    def has(service: str) -> bool | None:  # None: not known (AWS, nothing answered, a probe that failed)
+        return None if offer is None or service in offer.unknown else service not in offer.missing
+
+    choice = None
+    if declared or asked is not None:
+        deployed = frontdoor.deployed_door(stack()) if declared and asked is None else None
+        default = str((template.get("Parameters") or {}).get(frontdoor.PARAMETER, {}).get("Default", "http"))
+        choice = frontdoor.choose(flag=front_door, overrides=overrides, declared=declared, deployed=deployed,
+                                  engine_has_http=has("apigatewayv2"), engine_has_rest=has("apigateway"),
+                                  default=default)
+    result = None
+    if offer is not None:
+        values = {**(base or {}), **overrides}
+        if choice is not None:
+            values[frontdoor.PARAMETER] = choice.door
+        needed = needs(template, values=values)
+        result = Result(offer.engine, offer.version, needed, tuple(s for s in offer.missing if s in needed),
+                        tuple(s for s in offer.unknown if s in needed),
+                        offer.detail if any(s in needed for s in offer.unknown) else "",
+                        rest_door=declared and has("apigateway") is not False,
+                        http_door=declared and has("apigatewayv2") is not False)
+    return Gate(result, choice)
+
+
+def gate(clients, target, template_path, *, overrides: dict[str, str] | None = None,
+         front_door: str | None = None, progress: Callable[..., None] | None = None) -> Gate:
+    """Before any bucket or change set: choose the front door (tmctl.core.frontdoor),
+    refuse ApiAuth=JWT with the REST one, check what the template needs with the
+    parameters being sent against what the engine offers (EngineLacks), and on AWS
+    with the REST front door, the account's API Gateway CloudWatch Logs role.
+    Calls: on an emulator, its health and the API Gateway v2 probe; the stack's
+    description when the front door is not given, or is REST (its ApiAuth); on
+    AWS with the REST front door, one GetAccount."""
+    from pathlib import Path
+
+    from tmctl.core.deploy import LOCAL_PARAMETERS, load_template
+    from tmctl.core.stack import describe_stack
+
+    overrides = dict(overrides or {})
+    template = load_template(Path(template_path))
+    stack_cache: list = []
+
+    def stack() -> dict | None:
+        if not stack_cache:
+            stack_cache.append(describe_stack(clients.cloudformation, target))
+        return stack_cache[0]
+
+    engine = None
+    if target.local:
+        from tmctl.core.local.emulator import probe
+
+        found = probe(target.endpoint_url, timeout=2.0)
+        engine = (found.name, found.version, found.health) if found is not None else None
+    base = {"AppName": target.app, "Stage": target.stage, **(LOCAL_PARAMETERS if target.local else {})}
+    checked = evaluate(template, engine, lambda name: clients.client(name), stack, front_door=front_door,
+                       overrides=overrides, base=base)
+    choice = checked.front_door
+    if choice is not None:
+        # ApiAuth as it will be: the command line's; else locally always NONE (LOCAL_PARAMETERS); else on AWS
+        # the stack's current value (a JWT stage is not switched to REST by leaving -p ApiAuth out).
+        deployed_auth = None
+        if frontdoor.AUTH_PARAMETER not in overrides and choice.door == frontdoor.REST:
+            deployed_auth = base.get(frontdoor.AUTH_PARAMETER) if target.local else \
+                frontdoor.deployed_parameter(stack(), frontdoor.AUTH_PARAMETER)
+        frontdoor.check_auth(choice.door, overrides, deployed_auth)
+        if choice.note and progress is not None:
+            progress(choice.note)
+    if checked.result is not None and not checked.result.ok:
+        raise checked.result.error()
+    if not target.local and choice is not None and choice.door == frontdoor.REST:
+        frontdoor.require_cloudwatch_role(clients.client("apigateway"), getattr(clients.target, "region", None))
+    return checked
+
+
+def require(clients, target, template_path, **kwargs) -> Result | None:
+    """gate()'s engine check alone: refuse (EngineLacks) before anything is created
+    when the engine lacks what the stack needs. AWS: None. Nothing answering: None
+    (the deploy's own error says so)."""
+    return gate(clients, target, template_path, **kwargs).result

@@ -41,6 +41,19 @@ class StackInfo:
         return self.out("StateMachineArn")
 
     @property
+    def front_door(self) -> str:
+        """http | rest: the stack's `FrontDoor` output; a stack deployed before it has the HTTP API."""
+        from tmctl.core.frontdoor import HTTP, OUTPUT
+
+        return (self.outputs.get(OUTPUT) or HTTP).lower()
+
+    @property
+    def front_door_label(self) -> str:
+        from tmctl.core.frontdoor import LABELS
+
+        return LABELS.get(self.front_door, self.front_door)
+
+    @property
     def functions(self) -> dict[str, str]:
         return {k.removesuffix("FunctionName"): v for k, v in self.outputs.items() if k.endswith("FunctionName")}
 

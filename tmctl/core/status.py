@@ -40,6 +40,13 @@ class StackStatus:
     functions: dict[str, str] = field(default_factory=dict)
     engine: str = ""
     tasks: dict[str, int] = field(default_factory=dict)  # by status, each capped at COUNT_CAP
+    front_door: str = "http"  # http | rest: the stack's FrontDoor output (absent: deployed before, HTTP API)
+
+    @property
+    def front_door_label(self) -> str:
+        from tmctl.core.frontdoor import LABELS
+
+        return LABELS.get(self.front_door, self.front_door)
 
     @property
     def healthy(self) -> bool:
@@ -113,4 +120,4 @@ def stack_status(sqs, sfn, lam, ddb, stack: StackInfo, engine: str = "", session
             functions[name] = f"{cfg['Configuration'].get('State', 'Active')}" + (
                 f", reserved {conc}" if conc is not None else "")
         return StackStatus(stack.name, stack.status, stack.api_url, api_ok, api_detail, q_f.result(),
-                           d_f.result(), ex_f.result(), functions, engine, tasks_f.result())
+                           d_f.result(), ex_f.result(), functions, engine, tasks_f.result(), stack.front_door)

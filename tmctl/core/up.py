@@ -38,14 +38,17 @@ class Plan:
     change_set: dep.ChangeSet
     uploaded: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    front_door: str | None = None  # http | rest; None: the template has no FrontDoor parameter
 
 
 def prepare(clients: Clients, target: Target, *, overrides: dict[str, str] | None = None,
-            dry_run: bool = False, progress: dep.Progress = dep.no_progress,
+            front_door: str | None = None, dry_run: bool = False, progress: dep.Progress = dep.no_progress,
             ready: Callable[[], None] = lambda: None) -> Plan:
     """Build, upload, create the change set. `dry_run` (a diff) creates, uploads
     and deletes nothing but the change set it shows. `ready()` is called just
-    before the first network call (the engine may still be booting)."""
+    before the first network call (the engine may still be booting).
+    `front_door`: --front-door (None: the stack's own, else the engine's, else
+    the template's default; tmctl.core.frontdoor)."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
     project = project_dir()
@@ -56,7 +59,10 @@ def prepare(clients: Clients, target: Target, *, overrides: dict[str, str] | Non
     ready()
     timings["engine"] = time.perf_counter() - t
     t = time.perf_counter()
-    preflight.require(clients, target, project / dep.TEMPLATE_FILE)  # refuses before any bucket or change set
+    # Refuses before any bucket or change set; chooses the front door.
+    checked = preflight.gate(clients, target, project / dep.TEMPLATE_FILE, overrides=overrides,
+                             front_door=front_door, progress=progress)
+    overrides = {**(overrides or {}), **checked.parameters()}
     timings["preflight"] = time.perf_counter() - t
     if target.region is None:
         target = clients.target  # the Session's region (an AWS profile's), for the bucket name
@@ -79,7 +85,8 @@ def prepare(clients: Clients, target: Target, *, overrides: dict[str, str] | Non
     change_set = dep.create_change_set(clients.cloudformation, target, template_path.read_text(), params,
                                        replace_failed=target.local, dry_run=dry_run, progress=progress)
     timings["change set"] = time.perf_counter() - t
-    return Plan(target, template_path, params, change_set, uploaded, timings)
+    return Plan(target, template_path, params, change_set, uploaded, timings,
+                checked.front_door.door if checked.front_door else None)
 
 
 def report_changes(plan: Plan, progress: dep.Progress) -> None:
@@ -121,11 +128,11 @@ def apply(clients: Clients, plan: Plan, *, warm: bool = True, progress: dep.Prog
 
 
 def bring_up(clients: Clients, target: Target, *, overrides: dict[str, str] | None = None,
-             warm: bool = True, progress: dep.Progress = dep.no_progress,
+             front_door: str | None = None, warm: bool = True, progress: dep.Progress = dep.no_progress,
              ready: Callable[[], None] = lambda: None) -> UpResult:
     """prepare + apply with no question: the local loop, the tests, the benchmarks.
     One at a time per stack and endpoint (a second waits, `progress` says for whom)."""
     with deploy_lock(target, waiting=progress):
-        plan = prepare(clients, target, overrides=overrides, progress=progress, ready=ready)
+        plan = prepare(clients, target, overrides=overrides, front_door=front_door, progress=progress, ready=ready)
         report_changes(plan, progress)
         return apply(clients, plan, warm=warm, progress=progress)

@@ -74,6 +74,13 @@ def probe(endpoint: str, timeout: float = 0.5) -> Engine | None:
     return None
 
 
+def localstack_session(endpoint: str, timeout: float = 1.0) -> str | None:
+    """LocalStack's run id (/_localstack/info `session_id`): new at every start."""
+    body = _get_json(endpoint + "/_localstack/info", timeout)
+    session = (body or {}).get("session_id")
+    return str(session) if session else None
+
+
 def workdir(target: Target) -> Path:
     return target.state_dir / f"emulator-{target.port}"
 

@@ -1,0 +1,440 @@
+"""The front door (issue 17 part 3, tmctl's side): which one a stage gets
+(tmctl.core.frontdoor), that the engine check reads the template's Conditions
+with the parameters being sent (tmctl.core.preflight), the refusals `up` and
+`diff` make before any bucket or change set, and on AWS the account's API
+Gateway CloudWatch Logs role for the REST front door.
+
+The project's template may not declare `FrontDoor` yet: these tests build the
+contract's shape themselves (FrontDoor http|rest, UseHttpApi on every
+AWS::ApiGatewayV2 resource, UseRestApi on the REST ones, the Output)."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from botocore.stub import Stubber
+from typer.testing import CliRunner
+
+from tests.frontdoor_template import with_front_door
+from tmctl.cli.app import app
+from tmctl.core import frontdoor, preflight
+from tmctl.core.errors import ExitCode, UsageError
+from tmctl.core.local import emulator
+from tmctl.core.stack import StackInfo
+from tmctl.core.target import Clients, resolve_target
+
+pytestmark = pytest.mark.unit
+ENDPOINT = "http://127.0.0.1:45997"
+_LS_NAMES = ("apigateway cloudformation dynamodb iam lambda logs s3 sqs ssm stepfunctions sts")
+# LocalStack community / Hobby: REST API, no apigatewayv2 in its health (and GetApis answers 501).
+LOCALSTACK_FREE = {"services": dict.fromkeys(_LS_NAMES.split(), "available"), "edition": "community",
+                   "version": "2026.3.0"}
+LOCALSTACK_BASE = {**LOCALSTACK_FREE, "services": {**LOCALSTACK_FREE["services"], "apigatewayv2": "available"}}
+NO_APIGWV2 = ClientError({"Error": {"Code": "InternalFailure", "Message": "not included in your license"},
+                          "ResponseMetadata": {"HTTPStatusCode": 501}}, "GetApis")
+
+
+# ------------------------------------------------------------------ the choice, in order
+
+
+@pytest.mark.parametrize(("kwargs", "door", "source"), [
+    ({"flag": "rest", "deployed": "http", "engine_has_http": True}, "rest", "flag"),  # the flag wins
+    ({"flag": "REST"}, "rest", "flag"),  # any case
+    ({"overrides": {"FrontDoor": "rest"}}, "rest", "param"),
+    ({"flag": "rest", "overrides": {"FrontDoor": "REST"}}, "rest", "flag"),  # agreeing: fine
+    ({"deployed": "rest", "engine_has_http": True}, "rest", "stack"),  # a stage keeps its front door …
+    ({"deployed": "http", "engine_has_http": False, "engine_has_rest": True}, "http", "stack"),  # … even here
+    ({"engine_has_http": False, "engine_has_rest": True}, "rest", "engine"),  # LocalStack's free plans
+    ({"engine_has_http": False, "engine_has_rest": None}, "rest", "engine"),  # REST not ruled out
+    ({"engine_has_http": False, "engine_has_rest": False}, "http", "default"),  # neither: the check says so
+    ({"engine_has_http": None}, "http", "default"),  # AWS, or unknown: never REST by guess
+    ({}, "http", "default"),
+])
+def test_the_front_door_is_chosen_flag_then_param_then_stack_then_engine_then_default(kwargs, door, source):
+    args = {"flag": None, "overrides": {}, "declared": True, "deployed": None, **kwargs}
+    choice = frontdoor.choose(**args)
+    assert (choice.door, choice.source) == (door, source)
+    assert (choice.note == frontdoor.AUTO_NOTE) is (source == "engine")
+
+
+def test_a_stack_deployed_before_the_choice_has_the_http_api():
+    stack = {"StackStatus": "UPDATE_COMPLETE", "Parameters": [{"ParameterKey": "Stage", "ParameterValue": "dev"}]}
+    assert frontdoor.deployed_door(stack) == "http"
+    stack["Parameters"].append({"ParameterKey": "FrontDoor", "ParameterValue": "rest"})
+    assert frontdoor.deployed_door(stack) == "rest"
+    assert frontdoor.deployed_door({**stack, "StackStatus": "ROLLBACK_COMPLETE"}) is None  # holds no API
+    assert frontdoor.deployed_door(None) is None
+
+
+def test_asking_for_another_front_door_than_deployed_says_the_api_is_replaced():
+    choice = frontdoor.choose(flag="rest", overrides={}, declared=True, deployed="http")
+    assert "HTTP API is replaced by a REST API" in choice.note
+
+
+@pytest.mark.parametrize(("flag", "overrides", "text"), [
+    ("rest", {"FrontDoor": "http"}, "--front-door rest and --param FrontDoor=http disagree"),
+    (None, {"FrontDoor": "soap"}, "'soap' is not a front door"),
+])
+def test_a_contradictory_or_unknown_front_door_is_a_usage_error(flag, overrides, text):
+    with pytest.raises(UsageError, match=text) as raised:
+        frontdoor.choose(flag=flag, overrides=overrides, declared=True, deployed=None)
+    assert raised.value.exit_code == ExitCode.USAGE
+
+
+def test_a_template_without_the_parameter_gets_nothing_sent_and_refuses_rest():
+    assert frontdoor.choose(flag=None, overrides={}, declared=False, deployed=None) is None
+    assert frontdoor.choose(flag="http", overrides={}, declared=False, deployed=None) is None
+    with pytest.raises(UsageError, match="no FrontDoor parameter"):
+        frontdoor.choose(flag="rest", overrides={}, declared=False, deployed=None)
+
+
+@pytest.mark.parametrize(("overrides", "deployed_auth", "refused"), [
+    ({"ApiAuth": "JWT"}, None, True),
+    ({}, "JWT", True),  # the stack's current value
+    ({"ApiAuth": "AWS_IAM"}, "JWT", False),  # the command line changes it
+    ({}, "AWS_IAM", False),
+])
+def test_jwt_with_the_rest_front_door_is_refused_with_the_fix(overrides, deployed_auth, refused):
+    frontdoor.check_auth("http", overrides, deployed_auth)  # the HTTP API has the JWT authorizer
+    if not refused:
+        frontdoor.check_auth("rest", overrides, deployed_auth)
+        return
+    with pytest.raises(UsageError) as raised:
+        frontdoor.check_auth("rest", overrides, deployed_auth)
+    assert raised.value.exit_code == ExitCode.USAGE
+    assert "AWS_IAM" in raised.value.fix and "NONE" in raised.value.fix and "--front-door http" in raised.value.fix
+
+
+# ------------------------------------------------------------------ needs read the Conditions
+
+
+def test_the_needs_follow_the_front_door_being_sent(template):
+    t = with_front_door(template)
+    rest = preflight.needs(t, values={"FrontDoor": "rest"})
+    http = preflight.needs(t, values={"FrontDoor": "http"})
+    assert "apigatewayv2" not in rest and "apigateway" in rest
+    assert "apigatewayv2" in http and "apigateway" not in http
+    assert preflight.needs(t, values={}) == http  # the template's default
+    assert {"apigatewayv2", "apigateway"} <= set(preflight.needs(t))  # no values: every resource
+
+
+def test_a_condition_that_cannot_be_decided_counts_as_needed():
+    t = {"Conditions": {"InUsEast1": {"Fn::Equals": [{"Ref": "AWS::Region"}, "us-east-1"]}},
+         "Resources": {"Q": {"Type": "AWS::SQS::Queue", "Condition": "InUsEast1"}}}
+    assert preflight.needs(t, tmctl=False, values={}) == ("sqs",)
+
+
+# ------------------------------------------------------------------ `up` and `diff`, through the CLI
+
+
+class Recorder:
+    """Fake clients: every call recorded with its arguments; GetApis and DescribeStacks as configured."""
+
+    def __init__(self, get_apis, stack: dict | None = None, answers: dict | None = None):
+        self.calls: list[tuple[str, dict]] = []
+        self.get_apis, self.stack = get_apis, stack
+        # Enough for `up`/`diff` to reach CreateChangeSet (whose parameters are what counts), then stop.
+        self.answers = {"get_caller_identity": {"Account": "123456789012"}, "create_change_set": {"Id": "cs-1"},
+                        "describe_change_set": {"Status": "FAILED", "StatusReason": "stop here"}, **(answers or {})}
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+    def client(self, service: str):
+        recorder = self
+
+        class Client:
+            def __getattr__(self, op):
+                def call(*_a, **kwargs):
+                    recorder.calls.append((f"{service}.{op}", kwargs))
+                    if op == "get_apis" and isinstance(recorder.get_apis, Exception):
+                        raise recorder.get_apis
+                    if op == "describe_stacks":
+                        if recorder.stack is None:
+                            raise ClientError({"Error": {"Code": "ValidationError"}}, "DescribeStacks")
+                        return {"Stacks": [recorder.stack]}
+                    return recorder.get_apis if op == "get_apis" else recorder.answers.get(op, {})
+                return call
+        return Client()
+
+
+@pytest.fixture
+def project(tmp_path, template, monkeypatch):
+    """A project whose template has the FrontDoor contract."""
+    root = tmp_path / "project"
+    (root / "cloudformation").mkdir(parents=True)
+    (root / "cloudformation" / "template.yaml").write_text(json.dumps(with_front_door(template)))
+    monkeypatch.setattr("tmctl.core.up.project_dir", lambda: root)
+    return root
+
+
+def run(monkeypatch, tmp_path, health: dict, get_apis, *args: str, stack: dict | None = None,
+        aws: bool = False):
+    engine = emulator.Engine("localstack", health["version"], ENDPOINT, health)
+
+    class Booting:
+        def wait(self):
+            return engine, None
+
+    monkeypatch.setattr(emulator, "probe", lambda *_a, **_k: engine)
+    monkeypatch.setattr(emulator, "launch", lambda *_a, **_k: Booting())
+    monkeypatch.setattr("tmctl.core.up.package.build_all", lambda *_a, **_k: [])
+    recorder = Recorder(get_apis, stack)
+    monkeypatch.setattr(Clients, "client", lambda _self, service: recorder.client(service))
+    where = ["--region", "us-east-1"] if aws else ["--endpoint-url", ENDPOINT]
+    result = CliRunner().invoke(app, [*args, *where], env={
+        "TMCTL_STATE_DIR": str(tmp_path / "state"), "NO_COLOR": "1", "COLUMNS": "300"})
+    return result, recorder
+
+
+def _sent(recorder: Recorder) -> dict[str, str] | None:
+    for name, kwargs in recorder.calls:
+        if name == "cloudformation.create_change_set":
+            return {p["ParameterKey"]: p["ParameterValue"] for p in kwargs["Parameters"]}
+    return None
+
+
+def _errors(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("tmctl: error:")]
+
+
+@pytest.mark.parametrize("command", ["up", "diff"])
+def test_an_engine_without_the_http_api_gets_the_rest_front_door_and_says_so(monkeypatch, tmp_path, project,
+                                                                              command):
+    result, recorder = run(monkeypatch, tmp_path, LOCALSTACK_FREE, NO_APIGWV2, command)
+
+    # THEN one line says why REST, and the engine check passed: the deploy went on with FrontDoor=rest
+    assert frontdoor.AUTO_NOTE in result.stderr, result.stderr
+    assert "API Gateway v2 (HTTP API), which" not in result.stderr
+    assert _sent(recorder)["FrontDoor"] == "rest"
+
+
+def test_insisting_on_the_http_api_there_is_refused_naming_the_rest_front_door(monkeypatch, tmp_path, project):
+    result, recorder = run(monkeypatch, tmp_path, LOCALSTACK_FREE, NO_APIGWV2, "up", "--front-door", "HTTP")
+
+    assert result.exit_code == ExitCode.USAGE, result.stderr
+    (line,) = _errors(result)
+    assert "has no API Gateway v2 (HTTP API)" in line and "pass --front-door rest" in line
+    assert _sent(recorder) is None and "sts.get_caller_identity" not in recorder.names()
+
+
+def test_a_stage_keeps_its_front_door(monkeypatch, tmp_path, project):
+    stack = {"StackName": "taskmanager-dev", "StackStatus": "UPDATE_COMPLETE",
+             "Parameters": [{"ParameterKey": "FrontDoor", "ParameterValue": "rest"}]}
+    result, recorder = run(monkeypatch, tmp_path, LOCALSTACK_BASE, {"Items": []}, "diff", stack=stack)
+    assert _sent(recorder)["FrontDoor"] == "rest", result.stderr
+    assert frontdoor.AUTO_NOTE not in result.stderr
+
+
+def test_an_engine_with_the_http_api_gets_it(monkeypatch, tmp_path, project):
+    result, recorder = run(monkeypatch, tmp_path, LOCALSTACK_BASE, {"Items": []}, "up")
+    assert _sent(recorder)["FrontDoor"] == "http", result.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ("--front-door", "rest", "-p", "FrontDoor=http"),
+    ("--front-door", "rest", "-p", "ApiAuth=JWT"),
+    ("-p", "ApiAuth=JWT"),  # REST picked for this engine, then JWT refused
+])
+def test_refusals_come_in_one_line_before_any_bucket_or_change_set(monkeypatch, tmp_path, project, args):
+    result, recorder = run(monkeypatch, tmp_path, LOCALSTACK_FREE, NO_APIGWV2, "up", *args)
+
+    assert result.exit_code == ExitCode.USAGE, result.stderr
+    assert len(_errors(result)) == 1
+    assert not [n for n in recorder.names() if n.split(".")[0] in {"s3", "sts"} or "change_set" in n]
+
+
+def test_the_projects_template_without_the_parameter_is_sent_as_before(monkeypatch, tmp_path):
+    """Until the template declares FrontDoor nothing is sent for it, and REST cannot be asked for."""
+    from tmctl.core.bundle import project_dir
+    from tmctl.core.deploy import TEMPLATE_FILE, load_template
+
+    if "FrontDoor" in (load_template(project_dir() / TEMPLATE_FILE).get("Parameters") or {}):
+        pytest.skip("the project's template declares FrontDoor now: the tests above cover it")
+    result, recorder = run(monkeypatch, tmp_path, LOCALSTACK_BASE, {"Items": []}, "up")
+    assert _sent(recorder) is not None and "FrontDoor" not in _sent(recorder)
+    refused, _ = run(monkeypatch, tmp_path, LOCALSTACK_BASE, {"Items": []}, "up", "--front-door", "rest")
+    assert refused.exit_code == ExitCode.USAGE and "no FrontDoor parameter" in refused.stderr
+
+
+# ------------------------------------------------------------------ AWS: the REST stage's access logs
+
+
+def _apigateway():
+    client = boto3.client("apigateway", region_name="us-east-1", aws_access_key_id="testing",
+                          aws_secret_access_key="testing")  # pragma: allowlist secret
+    return client, Stubber(client)
+
+
+def test_the_account_without_an_api_gateway_logs_role_is_refused_with_the_command_to_set_it():
+    client, stub = _apigateway()
+    stub.add_response("get_account", {"throttleSettings": {"burstLimit": 5000, "rateLimit": 10000.0}}, {})
+    with stub, pytest.raises(frontdoor.NoCloudWatchRole) as raised:
+        frontdoor.require_cloudwatch_role(client, "eu-west-1")
+    stub.assert_no_pending_responses()
+    err = raised.value
+    assert err.exit_code == ExitCode.USAGE and "nothing was created" in err.message
+    assert "aws apigateway update-account --patch-operations op=replace,path=/cloudwatchRoleArn,value=" in err.fix
+    assert "--region eu-west-1" in err.fix and "AmazonAPIGatewayPushToCloudWatchLogs" in err.fix
+
+
+def test_the_account_with_the_role_passes_and_an_unreadable_one_decides_nothing():
+    client, stub = _apigateway()
+    role = "arn:aws:iam::123456789012:role/apigw-logs"
+    stub.add_response("get_account", {"cloudwatchRoleArn": role}, {})
+    stub.add_client_error("get_account", "AccessDeniedException", http_status_code=403)
+    with stub:
+        assert frontdoor.require_cloudwatch_role(client, "us-east-1") == role
+        assert frontdoor.require_cloudwatch_role(client, "us-east-1") is None
+
+
+@pytest.mark.parametrize(("door", "calls"), [
+    ("rest", ["cloudformation.describe_stacks", "apigateway.get_account"]),  # the stack's ApiAuth, the role
+    ("http", []),
+])
+def test_on_aws_only_the_rest_front_door_costs_a_call(template, tmp_path, door, calls):
+    path = tmp_path / "template.yaml"
+    path.write_text(json.dumps(with_front_door(template)))
+    recorder = Recorder(None, answers={"get_account": {"cloudwatchRoleArn": "arn:aws:iam::1:role/logs"}})
+
+    class FakeClients:
+        target = resolve_target(region="us-east-1", env={})
+        cloudformation = recorder.client("cloudformation")
+
+        def client(self, service):
+            return recorder.client(service)
+
+    gate = preflight.gate(FakeClients(), FakeClients.target, path, front_door=door)
+    assert gate.front_door.door == door and gate.result is None
+    assert recorder.names() == calls
+
+
+def test_on_aws_without_the_role_the_rest_front_door_is_refused(template, tmp_path, monkeypatch):
+    path = tmp_path / "template.yaml"
+    path.write_text(json.dumps(with_front_door(template)))
+    client, stub = _apigateway()
+    stub.add_response("get_account", {}, {})
+
+    class FakeClients:
+        target = resolve_target(region="us-east-1", env={})
+        cloudformation = Recorder(None).client("cloudformation")
+
+        def client(self, service):
+            assert service == "apigateway"
+            return client
+
+    with stub, pytest.raises(frontdoor.NoCloudWatchRole):
+        preflight.gate(FakeClients(), FakeClients.target, path, front_door="rest")
+
+
+# ------------------------------------------------------------------ what shows the API shows its front door
+
+
+def test_the_stack_says_its_front_door_and_an_old_stack_has_the_http_api():
+    old = StackInfo("s", "UPDATE_COMPLETE", {"ApiId": "a"}, {}, "u")
+    new = StackInfo("s", "UPDATE_COMPLETE", {"ApiId": "a", "FrontDoor": "rest"}, {}, "u")
+    assert (old.front_door, old.front_door_label) == ("http", "HTTP API")
+    assert (new.front_door, new.front_door_label) == ("rest", "REST API")
+
+
+def test_the_cli_choices_are_the_front_doors():
+    from tmctl.cli import options as opt
+
+    assert tuple(opt.FrontDoor) == frontdoor.DOORS
+
+
+# ------------------------------------------------------------------ doctor: the same choice and check
+
+
+def _doctor(template: dict, health: dict, get_apis, stack: dict | None):
+    from tmctl.core import doctor
+
+    class Docker:
+        reachable, sdk, cli, version, detail = False, False, None, None, "no docker"
+
+    apigw = Recorder(get_apis).client("apigatewayv2")
+    engine = ("localstack", health)
+    report = doctor.diagnose(doctor.Probes(
+        endpoint=ENDPOINT, env={}, docker_status=Docker, health=lambda _e: engine, apigw=apigw,
+        template=template, stack=lambda: stack, base={"Stage": "dev", "ApiAuth": "NONE"}))
+    return {f.check: f for f in report.findings}, report
+
+
+def test_doctor_says_which_front_door_the_stage_would_get_and_that_it_can_deploy(template):
+    from tmctl.core import doctor
+
+    findings, report = _doctor(with_front_door(template), LOCALSTACK_FREE, NO_APIGWV2, None)
+    assert findings["front-door"].data == {"frontDoor": "rest", "source": "engine"}
+    assert "would give the stage the REST API" in findings["front-door"].message
+    assert findings["http-api"].level == doctor.INFO and findings["services"].level == doctor.OK
+    assert report.ok
+
+
+def test_doctor_on_a_stage_with_the_http_api_where_there_is_none_names_the_rest_front_door(template):
+    from tmctl.core import doctor
+
+    stack = {"StackStatus": "UPDATE_COMPLETE", "Parameters": [{"ParameterKey": "FrontDoor", "ParameterValue": "http"}]}
+    findings, report = _doctor(with_front_door(template), LOCALSTACK_FREE, NO_APIGWV2, stack)
+    assert findings["front-door"].level == doctor.OK and "HTTP API (deployed)" in findings["front-door"].message
+    assert findings["http-api"].level == doctor.ERROR and "--front-door rest" in findings["http-api"].fix
+    assert not report.ok
+
+
+def test_doctor_with_a_template_without_the_choice_says_as_before(template):
+    from tmctl.core import doctor
+
+    findings, _ = _doctor(template, LOCALSTACK_FREE, NO_APIGWV2, None)
+    assert "front-door" not in findings
+    assert findings["http-api"].level == doctor.ERROR and "--front-door" not in findings["http-api"].fix
+
+
+def test_status_json_gains_the_front_door_and_keeps_its_fields():
+    from tmctl.core.status import QueueDepth, StackStatus
+
+    q = QueueDepth("q", 0, 0, 0)
+    s = StackStatus("s", "UPDATE_COMPLETE", "u", True, "HTTP 200", q, q, front_door="rest")
+    data = s.to_dict()
+    assert data["front_door"] == "rest" and s.front_door_label == "REST API"
+    assert {"stack", "stack_status", "api_url", "api_ok", "api_detail", "queue", "dlq", "healthy"} <= set(data)
+
+
+def test_locally_the_stacks_jwt_does_not_count_tmctl_sends_none_there(monkeypatch, tmp_path, project):
+    """`up --local` sends ApiAuth=NONE unless -p says otherwise: the stack's JWT is not what goes."""
+    stack = {"StackName": "taskmanager-dev", "StackStatus": "UPDATE_COMPLETE",
+             "Parameters": [{"ParameterKey": "ApiAuth", "ParameterValue": "JWT"}]}
+    result, recorder = run(monkeypatch, tmp_path, LOCALSTACK_BASE, {"Items": []}, "diff", "--front-door", "rest",
+                           stack=stack)
+    assert _sent(recorder)["FrontDoor"] == "rest", result.stderr
+    assert _sent(recorder)["ApiAuth"] == "NONE"
+
+
+def test_on_aws_the_stacks_jwt_refuses_a_switch_to_rest(template, tmp_path):
+    path = tmp_path / "template.yaml"
+    path.write_text(json.dumps(with_front_door(template)))
+    stack = {"StackName": "taskmanager-dev", "StackStatus": "UPDATE_COMPLETE",
+             "Parameters": [{"ParameterKey": "ApiAuth", "ParameterValue": "JWT"}]}
+    recorder = Recorder(None, stack=stack)
+
+    class FakeClients:
+        target = resolve_target(region="us-east-1", env={})
+        cloudformation = recorder.client("cloudformation")
+
+        def client(self, service):
+            return recorder.client(service)
+
+    with pytest.raises(UsageError, match="the stack's ApiAuth=JWT"):
+        preflight.gate(FakeClients(), FakeClients.target, path, front_door="rest")
+    assert "apigateway.get_account" not in recorder.names()
+
+
+def test_asking_for_rest_where_only_the_http_api_is_names_the_http_front_door(monkeypatch, tmp_path, project):
+    only_v2 = {**LOCALSTACK_BASE, "services": {k: v for k, v in LOCALSTACK_BASE["services"].items()
+                                                if k != "apigateway"}}
+    result, recorder = run(monkeypatch, tmp_path, only_v2, {"Items": []}, "diff", "--front-door", "rest")
+    assert result.exit_code == ExitCode.USAGE, result.stderr
+    (line,) = _errors(result)
+    assert "API Gateway (REST API)" in line and "pass --front-door http" in line
+    assert _sent(recorder) is None
