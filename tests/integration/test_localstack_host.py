@@ -6,10 +6,13 @@ module, and tmctl pointed at it as at any engine already running
 /.dockerenv) is removed.
 
 What it proves, against a second real implementation:
-- the preflight refuses `up` and `diff` in one line (no HTTP API in the
-  community core) and nothing is created;
-- past the preflight, `diff` gets the real template accepted by the v2
-  CloudFormation engine: a CREATE change set with every resource;
+- unasked, `diff` gives the stage the REST front door (no HTTP API in the
+  community core), and the v2 CloudFormation engine reads the template's
+  Conditions as tmctl does: the REST API's resources, none of the HTTP API's;
+- insisting on the HTTP API, the preflight refuses `up` and `diff` in one line
+  naming the REST front door, and nothing is created;
+- past the preflight, `diff` gets the real template's HTTP front door (its
+  default) accepted by the v2 CloudFormation engine: a CREATE change set;
 - queue commands on a DLQ pair made with boto3: peek without consuming,
   stats, `dlq redrive --yes` through SQS's own move task (server-side);
 - `tmctl config list/get/set` on SSM parameters made as the stack makes them
@@ -33,12 +36,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from tests.integration.conftest import dlq_pair, free_port
 from tmctl.cli.app import app
-from tmctl.core import preflight, settings
+from tmctl.core import deploy, frontdoor, preflight, settings
 from tmctl.core.target import Clients, resolve_target
 
 pytestmark = pytest.mark.integration
@@ -177,8 +179,8 @@ def test_it_is_the_real_localstack_without_the_http_api(localstack):
 
 @pytest.mark.parametrize("command", [["up", "--yes"], ["diff"]])
 def test_the_preflight_refuses_the_http_api_in_one_line_and_nothing_is_created(localstack, command):
-    """Insisting on the HTTP API (the REST front door is what this engine gets unasked, once
-    the template offers it) is refused, naming the REST front door where the template has one."""
+    """Insisting on the HTTP API (unasked, this engine gets the REST front door) is refused,
+    naming the REST front door as the fix."""
     cfn, s3 = localstack.clients.cloudformation, localstack.clients.s3
     buckets = {b["Name"] for b in s3.list_buckets()["Buckets"]}
 
@@ -188,8 +190,7 @@ def test_the_preflight_refuses_the_http_api_in_one_line_and_nothing_is_created(l
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert any(f"localstack {VERSION}" in line and "has no API Gateway v2 (HTTP API)" in line
                and "nothing was created" in line for line in lines), result.stderr
-    if "FrontDoor" in (_template().get("Parameters") or {}):
-        assert any("--front-door rest" in line for line in lines), result.stderr
+    assert any("pass --front-door rest" in line for line in lines), result.stderr
     assert not any("Traceback" in line for line in lines)
     assert {b["Name"] for b in s3.list_buckets()["Buckets"]} == buckets, "an artifact bucket was created"
     stacks = {s["StackName"] for s in cfn.list_stacks()["StackSummaries"]}
@@ -197,11 +198,12 @@ def test_the_preflight_refuses_the_http_api_in_one_line_and_nothing_is_created(l
 
 
 def test_past_the_preflight_diff_shows_the_real_template_as_a_create(localstack, monkeypatch):
-    """The one step the community core refuses is the front door, so the preflight
-    is lifted here (in this process only) to show what the v2 engine makes of the
-    template itself: every resource, CREATE, and nothing left behind."""
+    """The community core has no HTTP API, so the preflight (which would pick REST) is lifted
+    here, in this process only, to show what the v2 engine makes of the template with its
+    default front door: CREATE, the HTTP API's resources and none of the REST API's, and
+    nothing left behind."""
     monkeypatch.setattr(preflight, "gate", lambda *a, **k: preflight.Gate(None, None))
-    template = _template()
+    _engine_table_as_listed(monkeypatch)
 
     result = tmctl(localstack, "diff", "-o", "json")
 
@@ -209,8 +211,9 @@ def test_past_the_preflight_diff_shows_the_real_template_as_a_create(localstack,
     cs = json.loads(result.stdout)
     assert cs["changeType"] == "CREATE" and cs["stack"] == stack_name(localstack)
     changes = {c["logicalId"]: c for c in cs["changes"]}
-    always, every = _resources(template)
-    assert always <= set(changes) <= every, "the v2 engine's change set is not the template's resources"
+    r = _resources(_template())
+    assert r.always | r.http <= set(changes), "the v2 engine's change set lacks the template's resources"
+    assert not set(changes) & (r.rest | r.jwt), "the v2 engine lists resources whose conditions are false"
     assert {c["action"] for c in changes.values()} == {"Add"}
     # `diff` leaves nothing: the change set and its REVIEW_IN_PROGRESS stack are gone.
     live = [s for s in localstack.clients.cloudformation.list_stacks()["StackSummaries"]
@@ -219,21 +222,31 @@ def test_past_the_preflight_diff_shows_the_real_template_as_a_create(localstack,
 
 
 def _template() -> dict:
-    return yaml.load((ROOT / "cloudformation" / "template.yaml").read_text(),  # noqa: S506 - our file
-                     Loader=_CfnLoader)
+    return deploy.load_template(ROOT / deploy.TEMPLATE_FILE)
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """YAML with CloudFormation's short tags (!Ref, !Sub, …) read as plain values."""
+@dataclasses.dataclass(frozen=True)
+class _Resources:
+    """The template's logical ids by the condition that creates them."""
+
+    always: set[str]
+    http: set[str]  # UseHttpApi: the HTTP API front door
+    rest: set[str]  # UseRestApi: the REST front door
+    jwt: set[str]  # UseJwt: the HTTP API's JWT authorizer (locally ApiAuth is NONE: never)
 
 
-_CfnLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+def _resources(template: dict) -> _Resources:
+    by: dict[str | None, set[str]] = {}
+    for logical, resource in template["Resources"].items():
+        by.setdefault(resource.get("Condition"), set()).add(logical)
+    assert set(by) == {None, "UseHttpApi", "UseRestApi", "UseJwt"}, f"conditions this test does not know: {set(by)}"
+    return _Resources(by[None], by["UseHttpApi"], by["UseRestApi"], by["UseJwt"])
 
 
-def _resources(template: dict) -> tuple[set[str], set[str]]:
-    """(the unconditional logical ids, all of them): a conditional one (the JWT authorizer) is the engine's call."""
-    resources = template.get("Resources") or {}
-    return {k for k, r in resources.items() if not (r or {}).get("Condition")}, set(resources)
+def _engine_table_as_listed(monkeypatch) -> None:
+    """On an emulator tmctl's change table leaves out the resources whose conditions are false
+    (MiniStack lists them as Add); off here, in this process, so the table is the engine's own."""
+    monkeypatch.setattr(deploy, "inactive", lambda *_a, **_k: frozenset())
 
 
 # ------------------------------------------------------------------ queues
@@ -390,36 +403,27 @@ def test_the_legacy_engine_ignores_retain_and_down_of_prod_is_refused(tmp_path):
 # ------------------------------------------------------------------ the REST front door, chosen for this engine
 
 
-def test_diff_picks_the_rest_front_door_here_and_the_engine_leaves_the_http_api_out(localstack, tmp_path):
-    """The project's template with the FrontDoor contract (tests/frontdoor_template.py, until the
-    template itself declares it): unasked, `diff` says it uses the REST front door, the preflight
-    passes without API Gateway v2, and the v2 engine evaluates the Conditions the same way."""
-    from tests.frontdoor_template import with_front_door
+def test_diff_picks_the_rest_front_door_here_and_the_engine_leaves_the_http_api_out(localstack, monkeypatch):
+    """The project's template, unasked: `diff` says it uses the REST front door, the preflight
+    passes without API Gateway v2, and the v2 engine evaluates the Conditions the same way
+    (its own change table: the REST API's resources, none of the HTTP API's)."""
+    _engine_table_as_listed(monkeypatch)
 
-    project = tmp_path / "project"
-    shutil.copytree(ROOT / "cloudformation", project / "cloudformation")
-    (project / "lambdas").symlink_to(ROOT / "lambdas")
-    template = _template() if "FrontDoor" in (_template().get("Parameters") or {}) else \
-        with_front_door(_loaded_template())
-    (project / "cloudformation" / "template.yaml").write_text(json.dumps(template))
-    env = {**localstack.cli_env, "TMCTL_PROJECT_DIR": str(project)}
-
-    result = CliRunner().invoke(app, ["diff", "-o", "json"], env=env)
+    result = tmctl(localstack, "diff", "-o", "json")
 
     assert result.exit_code == 0, result.output
-    assert "no API Gateway v2 (HTTP API): using the REST front door" in result.stderr
-    types = {c["type"] for c in json.loads(result.stdout)["changes"]}
-    assert "AWS::ApiGateway::RestApi" in types and not {t for t in types if t.startswith("AWS::ApiGatewayV2::")}
-    assert json.loads(result.stdout)["frontDoor"] == "rest"
+    assert frontdoor.AUTO_NOTE in result.stderr
+    cs = json.loads(result.stdout)
+    assert cs["frontDoor"] == "rest" and cs["changeType"] == "CREATE"
+    changes = {c["logicalId"]: c["type"] for c in cs["changes"]}
+    r = _resources(_template())
+    assert r.always | r.rest <= set(changes), "the v2 engine's change set lacks the REST front door"
+    assert not set(changes) & (r.http | r.jwt), "the v2 engine lists the HTTP API's resources"
+    assert not [t for t in changes.values() if t.startswith("AWS::ApiGatewayV2::")]
+    assert "AWS::ApiGateway::RestApi" in changes.values()
 
     # doctor makes the same choice, and the missing HTTP API is no error for it
-    doctor = CliRunner().invoke(app, ["doctor", "--no-aws", "-o", "json"], env=env)
+    doctor = tmctl(localstack, "doctor", "--no-aws", "-o", "json")
     findings = {f["check"]: f for f in json.loads(doctor.stdout)["findings"]}
     assert findings["front-door"]["data"] == {"frontDoor": "rest", "source": "engine"}, findings
     assert findings["http-api"]["level"] == "info" and findings["services"]["level"] == "ok"
-
-
-def _loaded_template() -> dict:
-    from tmctl.core.deploy import load_template
-
-    return load_template(ROOT / "cloudformation" / "template.yaml")

@@ -4,13 +4,17 @@ with the parameters being sent (tmctl.core.preflight), the refusals `up` and
 `diff` make before any bucket or change set, and on AWS the account's API
 Gateway CloudWatch Logs role for the REST front door.
 
-The project's template may not declare `FrontDoor` yet: these tests build the
-contract's shape themselves (FrontDoor http|rest, UseHttpApi on every
-AWS::ApiGatewayV2 resource, UseRestApi on the REST ones, the Output)."""
+Built from the project's own template (cloudformation/template.yaml), so they
+cannot drift from it; the backwards-compatible path (a template without the
+FrontDoor parameter) runs against that template with the choice taken out
+(without_front_door)."""
 
 from __future__ import annotations
 
+import copy
 import json
+import shutil
+from pathlib import Path
 
 import boto3
 import pytest
@@ -18,7 +22,6 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from typer.testing import CliRunner
 
-from tests.frontdoor_template import with_front_door
 from tmctl.cli.app import app
 from tmctl.core import frontdoor, preflight
 from tmctl.core.errors import ExitCode, UsageError
@@ -27,6 +30,7 @@ from tmctl.core.stack import StackInfo
 from tmctl.core.target import Clients, resolve_target
 
 pytestmark = pytest.mark.unit
+TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "cloudformation" / "template.yaml"
 ENDPOINT = "http://127.0.0.1:45997"
 _LS_NAMES = ("apigateway cloudformation dynamodb iam lambda logs s3 sqs ssm stepfunctions sts")
 # LocalStack community / Hobby: REST API, no apigatewayv2 in its health (and GetApis answers 501).
@@ -35,6 +39,55 @@ LOCALSTACK_FREE = {"services": dict.fromkeys(_LS_NAMES.split(), "available"), "e
 LOCALSTACK_BASE = {**LOCALSTACK_FREE, "services": {**LOCALSTACK_FREE["services"], "apigatewayv2": "available"}}
 NO_APIGWV2 = ClientError({"Error": {"Code": "InternalFailure", "Message": "not included in your license"},
                           "ResponseMetadata": {"HTTPStatusCode": 501}}, "GetApis")
+# The template's front door conditions, as a template before the choice has them: always the HTTP API.
+BEFORE_THE_CHOICE = {"UseHttpApi": True, "UseRestApi": False}
+
+
+def without_front_door(template: dict) -> dict:
+    """The project's template as one without the choice: no FrontDoor parameter, Rule
+    or Output, no REST resources, and the HTTP API's unconditional."""
+    t = copy.deepcopy(template)
+    del t["Parameters"][frontdoor.PARAMETER]
+    del t["Outputs"][frontdoor.OUTPUT]
+    t["Conditions"] = {k: v for k, v in t["Conditions"].items() if k not in BEFORE_THE_CHOICE}
+    t["Rules"] = {k: r for k, r in t["Rules"].items() if frontdoor.PARAMETER not in json.dumps(r["RuleCondition"])}
+    for section in ("Resources", "Outputs"):
+        kept = {k: v for k, v in t[section].items() if BEFORE_THE_CHOICE.get(v.get("Condition"), True)}
+        for v in kept.values():
+            if v.get("Condition") in BEFORE_THE_CHOICE:
+                del v["Condition"]
+        t[section] = kept
+    t = _decided(t)
+    left = [word for word in (frontdoor.PARAMETER, *BEFORE_THE_CHOICE, "AWS::ApiGateway::", '"Rest')
+            if word in json.dumps(t)]
+    assert not left, f"the template without the choice still names {left}"
+    return t
+
+
+def _decided(node):
+    """`node` with every Fn::If and Fn::And term on BEFORE_THE_CHOICE's conditions decided."""
+    if isinstance(node, list):
+        return [_decided(x) for x in node]
+    if not isinstance(node, dict):
+        return node
+    if list(node) == ["Fn::If"] and node["Fn::If"][0] in BEFORE_THE_CHOICE:
+        name, then, otherwise = node["Fn::If"]
+        return _decided(then if BEFORE_THE_CHOICE[name] else otherwise)
+    if list(node) == ["Fn::And"]:  # UseJwt: JWT and the HTTP API, which is now always there
+        decided = [BEFORE_THE_CHOICE.get(term.get("Fn::Condition")) for term in node["Fn::And"]]
+        assert False not in decided, "an Fn::And this helper would have to drop whole"
+        terms = [term for term, known in zip(node["Fn::And"], decided, strict=True) if known is None]
+        return _decided(terms[0] if len(terms) == 1 else {"Fn::And": terms})
+    return {k: _decided(v) for k, v in node.items()}
+
+
+def test_the_template_without_the_choice_is_the_http_api_alone(template):
+    t = without_front_door(template)
+    assert frontdoor.PARAMETER not in t["Parameters"] and "UseJwt" in t["Conditions"]
+    assert t["Conditions"]["UseJwt"] == {"Fn::Equals": [{"Ref": "ApiAuth"}, "JWT"]}
+    assert {r["Type"] for r in t["Resources"].values() if r["Type"].startswith("AWS::ApiGateway")} == {
+        r["Type"] for r in template["Resources"].values() if r["Type"].startswith("AWS::ApiGatewayV2::")}
+    assert preflight.needs(t, values={}) == preflight.needs(template, values={"FrontDoor": "http"})
 
 
 # ------------------------------------------------------------------ the choice, in order
@@ -112,13 +165,12 @@ def test_jwt_with_the_rest_front_door_is_refused_with_the_fix(overrides, deploye
 
 
 def test_the_needs_follow_the_front_door_being_sent(template):
-    t = with_front_door(template)
-    rest = preflight.needs(t, values={"FrontDoor": "rest"})
-    http = preflight.needs(t, values={"FrontDoor": "http"})
+    rest = preflight.needs(template, values={"FrontDoor": "rest"})
+    http = preflight.needs(template, values={"FrontDoor": "http"})
     assert "apigatewayv2" not in rest and "apigateway" in rest
     assert "apigatewayv2" in http and "apigateway" not in http
-    assert preflight.needs(t, values={}) == http  # the template's default
-    assert {"apigatewayv2", "apigateway"} <= set(preflight.needs(t))  # no values: every resource
+    assert preflight.needs(template, values={}) == http  # the template's default
+    assert {"apigatewayv2", "apigateway"} <= set(preflight.needs(template))  # no values: every resource
 
 
 def test_a_condition_that_cannot_be_decided_counts_as_needed():
@@ -154,7 +206,10 @@ class Recorder:
                         raise recorder.get_apis
                     if op == "describe_stacks":
                         if recorder.stack is None:
-                            raise ClientError({"Error": {"Code": "ValidationError"}}, "DescribeStacks")
+                            raise ClientError({"Error": {
+                                "Code": "ValidationError",
+                                "Message": f"Stack with id {kwargs.get('StackName')} does not exist"}},
+                                "DescribeStacks")
                         return {"Stacks": [recorder.stack]}
                     return recorder.get_apis if op == "get_apis" else recorder.answers.get(op, {})
                 return call
@@ -162,13 +217,19 @@ class Recorder:
 
 
 @pytest.fixture
-def project(tmp_path, template, monkeypatch):
-    """A project whose template has the FrontDoor contract."""
+def project(tmp_path, monkeypatch):
+    """A project holding the project's own template, as written."""
     root = tmp_path / "project"
     (root / "cloudformation").mkdir(parents=True)
-    (root / "cloudformation" / "template.yaml").write_text(json.dumps(with_front_door(template)))
+    shutil.copy(TEMPLATE_PATH, root / "cloudformation" / "template.yaml")
     monkeypatch.setattr("tmctl.core.up.project_dir", lambda: root)
     return root
+
+
+@pytest.fixture
+def project_without_the_choice(project, template):
+    (project / "cloudformation" / "template.yaml").write_text(json.dumps(without_front_door(template)))
+    return project
 
 
 def run(monkeypatch, tmp_path, health: dict, get_apis, *args: str, stack: dict | None = None,
@@ -247,17 +308,19 @@ def test_refusals_come_in_one_line_before_any_bucket_or_change_set(monkeypatch, 
     assert not [n for n in recorder.names() if n.split(".")[0] in {"s3", "sts"} or "change_set" in n]
 
 
-def test_the_projects_template_without_the_parameter_is_sent_as_before(monkeypatch, tmp_path):
-    """Until the template declares FrontDoor nothing is sent for it, and REST cannot be asked for."""
-    from tmctl.core.bundle import project_dir
-    from tmctl.core.deploy import TEMPLATE_FILE, load_template
-
-    if "FrontDoor" in (load_template(project_dir() / TEMPLATE_FILE).get("Parameters") or {}):
-        pytest.skip("the project's template declares FrontDoor now: the tests above cover it")
+def test_a_template_without_the_parameter_is_sent_as_before(monkeypatch, tmp_path, project_without_the_choice):
+    """A template without FrontDoor (an older checkout, a fork) gets nothing sent for it, no
+    stack read to keep a front door, and REST cannot be asked for."""
     result, recorder = run(monkeypatch, tmp_path, LOCALSTACK_BASE, {"Items": []}, "up")
-    assert _sent(recorder) is not None and "FrontDoor" not in _sent(recorder)
-    refused, _ = run(monkeypatch, tmp_path, LOCALSTACK_BASE, {"Items": []}, "up", "--front-door", "rest")
-    assert refused.exit_code == ExitCode.USAGE and "no FrontDoor parameter" in refused.stderr
+    assert _sent(recorder) is not None and "FrontDoor" not in _sent(recorder), result.stderr
+    # the engine check's probe, then the deploy's own calls: no stack read for a front door to keep
+    assert recorder.names()[:2] == ["apigatewayv2.get_apis", "sts.get_caller_identity"]
+
+    refused, recorder = run(monkeypatch, tmp_path, LOCALSTACK_BASE, {"Items": []}, "up", "--front-door", "rest")
+    assert refused.exit_code == ExitCode.USAGE
+    (line,) = _errors(refused)
+    assert "no FrontDoor parameter" in line
+    assert not [n for n in recorder.names() if n.split(".")[0] in {"s3", "sts"} or "change_set" in n]
 
 
 # ------------------------------------------------------------------ AWS: the REST stage's access logs
@@ -295,9 +358,7 @@ def test_the_account_with_the_role_passes_and_an_unreadable_one_decides_nothing(
     ("rest", ["cloudformation.describe_stacks", "apigateway.get_account"]),  # the stack's ApiAuth, the role
     ("http", []),
 ])
-def test_on_aws_only_the_rest_front_door_costs_a_call(template, tmp_path, door, calls):
-    path = tmp_path / "template.yaml"
-    path.write_text(json.dumps(with_front_door(template)))
+def test_on_aws_only_the_rest_front_door_costs_a_call(door, calls):
     recorder = Recorder(None, answers={"get_account": {"cloudwatchRoleArn": "arn:aws:iam::1:role/logs"}})
 
     class FakeClients:
@@ -307,14 +368,12 @@ def test_on_aws_only_the_rest_front_door_costs_a_call(template, tmp_path, door, 
         def client(self, service):
             return recorder.client(service)
 
-    gate = preflight.gate(FakeClients(), FakeClients.target, path, front_door=door)
+    gate = preflight.gate(FakeClients(), FakeClients.target, TEMPLATE_PATH, front_door=door)
     assert gate.front_door.door == door and gate.result is None
     assert recorder.names() == calls
 
 
-def test_on_aws_without_the_role_the_rest_front_door_is_refused(template, tmp_path, monkeypatch):
-    path = tmp_path / "template.yaml"
-    path.write_text(json.dumps(with_front_door(template)))
+def test_on_aws_without_the_role_the_rest_front_door_is_refused():
     client, stub = _apigateway()
     stub.add_response("get_account", {}, {})
 
@@ -327,7 +386,7 @@ def test_on_aws_without_the_role_the_rest_front_door_is_refused(template, tmp_pa
             return client
 
     with stub, pytest.raises(frontdoor.NoCloudWatchRole):
-        preflight.gate(FakeClients(), FakeClients.target, path, front_door="rest")
+        preflight.gate(FakeClients(), FakeClients.target, TEMPLATE_PATH, front_door="rest")
 
 
 # ------------------------------------------------------------------ what shows the API shows its front door
@@ -366,7 +425,7 @@ def _doctor(template: dict, health: dict, get_apis, stack: dict | None):
 def test_doctor_says_which_front_door_the_stage_would_get_and_that_it_can_deploy(template):
     from tmctl.core import doctor
 
-    findings, report = _doctor(with_front_door(template), LOCALSTACK_FREE, NO_APIGWV2, None)
+    findings, report = _doctor(template, LOCALSTACK_FREE, NO_APIGWV2, None)
     assert findings["front-door"].data == {"frontDoor": "rest", "source": "engine"}
     assert "would give the stage the REST API" in findings["front-door"].message
     assert findings["http-api"].level == doctor.INFO and findings["services"].level == doctor.OK
@@ -377,7 +436,7 @@ def test_doctor_on_a_stage_with_the_http_api_where_there_is_none_names_the_rest_
     from tmctl.core import doctor
 
     stack = {"StackStatus": "UPDATE_COMPLETE", "Parameters": [{"ParameterKey": "FrontDoor", "ParameterValue": "http"}]}
-    findings, report = _doctor(with_front_door(template), LOCALSTACK_FREE, NO_APIGWV2, stack)
+    findings, report = _doctor(template, LOCALSTACK_FREE, NO_APIGWV2, stack)
     assert findings["front-door"].level == doctor.OK and "HTTP API (deployed)" in findings["front-door"].message
     assert findings["http-api"].level == doctor.ERROR and "--front-door rest" in findings["http-api"].fix
     assert not report.ok
@@ -386,7 +445,7 @@ def test_doctor_on_a_stage_with_the_http_api_where_there_is_none_names_the_rest_
 def test_doctor_with_a_template_without_the_choice_says_as_before(template):
     from tmctl.core import doctor
 
-    findings, _ = _doctor(template, LOCALSTACK_FREE, NO_APIGWV2, None)
+    findings, _ = _doctor(without_front_door(template), LOCALSTACK_FREE, NO_APIGWV2, None)
     assert "front-door" not in findings
     assert findings["http-api"].level == doctor.ERROR and "--front-door" not in findings["http-api"].fix
 
@@ -411,9 +470,7 @@ def test_locally_the_stacks_jwt_does_not_count_tmctl_sends_none_there(monkeypatc
     assert _sent(recorder)["ApiAuth"] == "NONE"
 
 
-def test_on_aws_the_stacks_jwt_refuses_a_switch_to_rest(template, tmp_path):
-    path = tmp_path / "template.yaml"
-    path.write_text(json.dumps(with_front_door(template)))
+def test_on_aws_the_stacks_jwt_refuses_a_switch_to_rest():
     stack = {"StackName": "taskmanager-dev", "StackStatus": "UPDATE_COMPLETE",
              "Parameters": [{"ParameterKey": "ApiAuth", "ParameterValue": "JWT"}]}
     recorder = Recorder(None, stack=stack)
@@ -426,7 +483,7 @@ def test_on_aws_the_stacks_jwt_refuses_a_switch_to_rest(template, tmp_path):
             return recorder.client(service)
 
     with pytest.raises(UsageError, match="the stack's ApiAuth=JWT"):
-        preflight.gate(FakeClients(), FakeClients.target, path, front_door="rest")
+        preflight.gate(FakeClients(), FakeClients.target, TEMPLATE_PATH, front_door="rest")
     assert "apigateway.get_account" not in recorder.names()
 
 

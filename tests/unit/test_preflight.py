@@ -1,6 +1,7 @@
 """What the stack needs against what the engine offers (tmctl.core.preflight):
 `up` and `diff` refuse in one line before anything is created, `doctor` says the
-same, and the probe is the one read-only call made."""
+same, and the read-only calls made first are the probe and, to keep a stage's
+front door, the stack's description."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from botocore.exceptions import ClientError
 from typer.testing import CliRunner
 
 from tmctl.cli.app import app
-from tmctl.core import doctor, preflight
+from tmctl.core import doctor, frontdoor, preflight
 from tmctl.core.errors import ExitCode
 from tmctl.core.local import emulator
 from tmctl.core.target import Clients, resolve_target
@@ -35,7 +36,8 @@ NO_APIGWV2 = ClientError({"Error": {"Code": "InternalFailure", "Message": "The A
 
 class Recorder:
     """Every client of a fake Clients: records each call; GetApis answers as configured,
-    anything else returns {} (a deploy that went on would fail later, but be recorded)."""
+    DescribeStacks as CloudFormation does for a stage never deployed, anything else
+    returns {} (a deploy that went on would fail later, but be recorded)."""
 
     def __init__(self, get_apis):
         self.calls: list[str] = []
@@ -46,13 +48,21 @@ class Recorder:
 
         class Client:
             def __getattr__(self, op):
-                def call(*_a, **_k):
+                def call(*_a, **kwargs):
                     recorder.calls.append(f"{service}.{op}")
                     if op == "get_apis" and isinstance(recorder.get_apis_answer, Exception):
                         raise recorder.get_apis_answer
+                    if op == "describe_stacks":
+                        raise no_such_stack(kwargs.get("StackName", "?"))
                     return recorder.get_apis_answer if op == "get_apis" else {}
                 return call
         return Client()
+
+
+def no_such_stack(name: str) -> ClientError:
+    """What CloudFormation answers DescribeStacks for a stack that was never deployed."""
+    return ClientError({"Error": {"Code": "ValidationError", "Message": f"Stack with id {name} does not exist"},
+                        "ResponseMetadata": {"HTTPStatusCode": 400}}, "DescribeStacks")
 
 
 # ------------------------------------------------------------------ needs and offers
@@ -130,7 +140,7 @@ def test_aws_is_not_checked_and_not_called():
     from tmctl.core.deploy import TEMPLATE_FILE
 
     target = resolve_target(region="us-east-1", env={})
-    # The HTTP front door asked for (or no FrontDoor in the template): nothing to ask AWS.
+    # The HTTP front door asked for: no stack to read, no account setting to check.
     assert preflight.require(NoCalls(), target, project_dir() / TEMPLATE_FILE, front_door="http") is None
 
 
@@ -158,25 +168,43 @@ def _cli(monkeypatch, tmp_path, health: dict, get_apis, *args: str):
 @pytest.mark.parametrize("command", ["up", "diff"])
 def test_an_engine_without_the_http_api_is_refused_in_one_line_before_anything_is_created(
         monkeypatch, tmp_path, command):
-    result, calls = _cli(monkeypatch, tmp_path, LOCALSTACK, NO_APIGWV2, command)
+    # GIVEN LocalStack's free plan, and the HTTP API insisted on (unasked, the stage would get REST)
+    result, calls = _cli(monkeypatch, tmp_path, LOCALSTACK, NO_APIGWV2, command, "--front-door", "http")
 
-    # THEN a usage exit code (the engine is up; the choice of engine is what must change) …
+    # THEN a usage exit code (the engine is up; the choice of engine or front door is what must change) …
     assert result.exit_code == ExitCode.USAGE, (result.stdout, result.stderr)
     errors = [line for line in result.stderr.splitlines() if line.startswith("tmctl: error:")]
-    # … one error line naming the missing HTTP API and the fix …
+    # … one error line naming the missing HTTP API and both fixes …
     assert len(errors) == 1 and "API Gateway v2 (HTTP API)" in errors[0]
-    assert "(fix: use the embedded emulator (`tmctl up --local`" in errors[0]
-    # … and the only call made was the read-only probe: no bucket, no upload, no change set
+    assert "(fix: pass --front-door rest (this engine has the REST API)" in errors[0]
+    assert "the embedded emulator (`tmctl up --local`" in errors[0]
+    # … and the only call made was the read-only probe (the front door was given: no stack to read),
+    # so no bucket, no upload, no change set
     assert calls == ["apigatewayv2.get_apis"]
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("command", ["up", "diff"])
+def test_unasked_an_engine_without_the_http_api_gets_the_rest_front_door(monkeypatch, tmp_path, command):
+    result, calls = _cli(monkeypatch, tmp_path, LOCALSTACK, NO_APIGWV2, command)
+
+    # THEN no refusal: one progress line says why REST …
+    assert frontdoor.AUTO_NOTE in result.stderr, result.stderr
+    assert "has no API Gateway v2 (HTTP API), which" not in result.stderr
+    # … and the deploy went on (its first call: the account, for the bucket's name; the fakes stop it there)
+    # after only the two reads that chose the front door: the probe, and the stack (none deployed yet,
+    # so no front door to keep)
+    assert calls == ["apigatewayv2.get_apis", "cloudformation.describe_stacks", "sts.get_caller_identity"]
 
 
 def test_an_engine_with_everything_goes_on_to_the_deploy(monkeypatch, tmp_path):
     result, calls = _cli(monkeypatch, tmp_path, MINISTACK, {"Items": []}, "up")
     # The fake clients answer {} to everything, so the deploy fails later: what counts is that it went on.
-    # MiniStack's health lists what it implements: no probe needed, the first call is the deploy's own
-    assert calls[0] == "sts.get_caller_identity" and "apigatewayv2.get_apis" not in calls
-    assert "API Gateway v2" not in result.stderr
+    # MiniStack's health lists what it implements: no probe; the one read before the deploy's own calls is
+    # the stack's front door to keep.
+    assert calls[:2] == ["cloudformation.describe_stacks", "sts.get_caller_identity"]
+    assert "apigatewayv2.get_apis" not in calls
+    assert "API Gateway v2" not in result.stderr and frontdoor.AUTO_NOTE not in result.stderr
 
 
 def test_doctor_reports_the_same_finding_and_fix_as_up(template):
