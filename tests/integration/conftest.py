@@ -177,24 +177,30 @@ def env(engine_env, engine_caps) -> Env:
     return e
 
 
+@contextlib.contextmanager
+def another_stage(target: Target, stage: str, overrides: dict[str, str], **up) -> Iterator[tuple[Clients, StackInfo]]:
+    """A stage of the same template beside the session's, on the same engine, deleted on the way out."""
+    from tmctl.core.deploy import delete_stack
+
+    target = dataclasses.replace(target, stage=stage)
+    clients = Clients(target)
+    try:
+        yield clients, bring_up(clients, target, overrides=overrides, **up).stack
+    finally:
+        delete_stack(clients.cloudformation, target)
+
+
 @pytest.fixture(scope="session")
 def rest_env(engine_env, engine_caps) -> Iterator[Env]:
     """A second stage of the same template with the REST front door, deployed on first use and
     deleted at the session's end. Needs no API Gateway v2: it runs where `env` cannot (LocalStack's
     free plan)."""
-    from tmctl.core.deploy import delete_stack
-
     engine_caps.skip_unless(REST_STACK_NEEDS, "the REST front door's stack")
-    target = dataclasses.replace(engine_env.target, stage=REST_STAGE)
-    clients = Clients(target)
-    try:
-        result = bring_up(clients, target, overrides=REST_PARAMS)
-        e = Env(target, clients, result.stack, TaskApi(result.stack.api_url),
+    with another_stage(engine_env.target, REST_STAGE, REST_PARAMS) as (clients, stack):
+        e = Env(dataclasses.replace(engine_env.target, stage=REST_STAGE), clients, stack, TaskApi(stack.api_url),
                 {**engine_env.cli_env, "TMCTL_STAGE": REST_STAGE}, engine_env.proc)
         e.set_failure_rules(FAILURE_RULES)
         yield e
-    finally:
-        delete_stack(clients.cloudformation, target)
 
 
 def wait_for(fetch, done, timeout: float = 30.0, interval: float = 0.1):

@@ -10,7 +10,6 @@ goes through signed."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import urllib.error
 import urllib.request
@@ -18,11 +17,8 @@ import urllib.request
 import pytest
 
 from tmctl.core.api import ok, task_api
-from tmctl.core.deploy import delete_stack
-from tmctl.core.target import Clients
-from tmctl.core.up import bring_up
 
-from .conftest import STACK_PARAMS
+from .conftest import STACK_PARAMS, another_stage
 from .openapi import assert_conforms
 
 pytestmark = [pytest.mark.integration, pytest.mark.needs("apigatewayv2", "lambda", "cloudformation")]
@@ -30,13 +26,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.needs("apigatewayv2", "lambda
 
 @pytest.fixture(scope="module")
 def iam_stage(env):
-    target = dataclasses.replace(env.target, stage="itiam")
-    clients = Clients(target)
-    try:
-        result = bring_up(clients, target, overrides={**STACK_PARAMS, "ApiAuth": "AWS_IAM"}, warm=False)
-        yield clients, result.stack
-    finally:
-        delete_stack(clients.cloudformation, target)
+    with another_stage(env.target, "itiam", {**STACK_PARAMS, "ApiAuth": "AWS_IAM"}, warm=False) as deployed:
+        yield deployed
 
 
 def test_an_iam_stage_refuses_unsigned_requests_and_takes_tmctls_signed_ones(iam_stage):

@@ -13,7 +13,6 @@ requests and takes tmctl's signed ones. The contract fuzz runs here too
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shlex
 import shutil
@@ -27,13 +26,10 @@ import pytest
 from jsonschema import Draft202012Validator
 from typer.testing import CliRunner
 
-from tests.integration.conftest import FAILURE_RULES, REST_PARAMS, wait_for
+from tests.integration.conftest import FAILURE_RULES, REST_PARAMS, another_stage, wait_for
 from tests.integration.openapi import assert_conforms, document
 from tmctl.cli.app import app
 from tmctl.core.api import ok, task_api
-from tmctl.core.deploy import delete_stack
-from tmctl.core.target import Clients
-from tmctl.core.up import bring_up
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.needs("apigateway", "lambda", "cloudformation", "dynamodb", "sqs", "stepfunctions", "ssm")]
@@ -198,13 +194,9 @@ def test_a_poison_task_is_dead_lettered_then_redriven_after_the_fix(rest_env):
 
 @pytest.fixture(scope="module")
 def rest_iam_stage(rest_env):
-    target = dataclasses.replace(rest_env.target, stage=rest_env.target.stage.replace("itrest", "itrestiam"))
-    clients = Clients(target)
-    try:
-        result = bring_up(clients, target, overrides={**REST_PARAMS, "ApiAuth": "AWS_IAM"}, warm=False)
-        yield clients, result.stack
-    finally:
-        delete_stack(clients.cloudformation, target)
+    stage = rest_env.target.stage.replace("itrest", "itrestiam")
+    with another_stage(rest_env.target, stage, {**REST_PARAMS, "ApiAuth": "AWS_IAM"}, warm=False) as deployed:
+        yield deployed
 
 
 def test_an_iam_rest_stage_refuses_unsigned_requests_and_takes_tmctls_signed_ones(rest_iam_stage):

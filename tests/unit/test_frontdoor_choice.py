@@ -20,14 +20,13 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
-from typer.testing import CliRunner
 
-from tmctl.cli.app import app
+from tests.unit.fake_engine import Recorder, run_cli
 from tmctl.core import frontdoor, preflight
 from tmctl.core.errors import ExitCode, UsageError
 from tmctl.core.local import emulator
 from tmctl.core.stack import StackInfo
-from tmctl.core.target import Clients, resolve_target
+from tmctl.core.target import resolve_target
 
 pytestmark = pytest.mark.unit
 TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "cloudformation" / "template.yaml"
@@ -182,40 +181,6 @@ def test_a_condition_that_cannot_be_decided_counts_as_needed():
 # ------------------------------------------------------------------ `up` and `diff`, through the CLI
 
 
-class Recorder:
-    """Fake clients: every call recorded with its arguments; GetApis and DescribeStacks as configured."""
-
-    def __init__(self, get_apis, stack: dict | None = None, answers: dict | None = None):
-        self.calls: list[tuple[str, dict]] = []
-        self.get_apis, self.stack = get_apis, stack
-        # Enough for `up`/`diff` to reach CreateChangeSet (whose parameters are what counts), then stop.
-        self.answers = {"get_caller_identity": {"Account": "123456789012"}, "create_change_set": {"Id": "cs-1"},
-                        "describe_change_set": {"Status": "FAILED", "StatusReason": "stop here"}, **(answers or {})}
-
-    def names(self) -> list[str]:
-        return [name for name, _ in self.calls]
-
-    def client(self, service: str):
-        recorder = self
-
-        class Client:
-            def __getattr__(self, op):
-                def call(*_a, **kwargs):
-                    recorder.calls.append((f"{service}.{op}", kwargs))
-                    if op == "get_apis" and isinstance(recorder.get_apis, Exception):
-                        raise recorder.get_apis
-                    if op == "describe_stacks":
-                        if recorder.stack is None:
-                            raise ClientError({"Error": {
-                                "Code": "ValidationError",
-                                "Message": f"Stack with id {kwargs.get('StackName')} does not exist"}},
-                                "DescribeStacks")
-                        return {"Stacks": [recorder.stack]}
-                    return recorder.get_apis if op == "get_apis" else recorder.answers.get(op, {})
-                return call
-        return Client()
-
-
 @pytest.fixture
 def project(tmp_path, monkeypatch):
     """A project holding the project's own template, as written."""
@@ -235,27 +200,13 @@ def project_without_the_choice(project, template):
 def run(monkeypatch, tmp_path, health: dict, get_apis, *args: str, stack: dict | None = None,
         aws: bool = False):
     engine = emulator.Engine("localstack", health["version"], ENDPOINT, health)
-
-    class Booting:
-        def wait(self):
-            return engine, None
-
-    monkeypatch.setattr(emulator, "probe", lambda *_a, **_k: engine)
-    monkeypatch.setattr(emulator, "launch", lambda *_a, **_k: Booting())
-    monkeypatch.setattr("tmctl.core.up.package.build_all", lambda *_a, **_k: [])
     recorder = Recorder(get_apis, stack)
-    monkeypatch.setattr(Clients, "client", lambda _self, service: recorder.client(service))
     where = ["--region", "us-east-1"] if aws else ["--endpoint-url", ENDPOINT]
-    result = CliRunner().invoke(app, [*args, *where], env={
-        "TMCTL_STATE_DIR": str(tmp_path / "state"), "NO_COLOR": "1", "COLUMNS": "300"})
-    return result, recorder
+    return run_cli(monkeypatch, tmp_path, engine, recorder, *args, *where), recorder
 
 
 def _sent(recorder: Recorder) -> dict[str, str] | None:
-    for name, kwargs in recorder.calls:
-        if name == "cloudformation.create_change_set":
-            return {p["ParameterKey"]: p["ParameterValue"] for p in kwargs["Parameters"]}
-    return None
+    return recorder.sent()
 
 
 def _errors(result) -> list[str]:

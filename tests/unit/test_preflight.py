@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import pytest
 from botocore.exceptions import ClientError
-from typer.testing import CliRunner
 
-from tmctl.cli.app import app
+from tests.unit.fake_engine import Recorder, run_cli
 from tmctl.core import doctor, frontdoor, preflight
 from tmctl.core.errors import ExitCode
 from tmctl.core.local import emulator
-from tmctl.core.target import Clients, resolve_target
+from tmctl.core.target import resolve_target
 
 pytestmark = pytest.mark.unit
 ENDPOINT = "http://127.0.0.1:45998"
@@ -32,37 +31,6 @@ MINISTACK = {"services": dict.fromkeys(_MINI_NAMES.split(), "available"), "auth"
 NO_APIGWV2 = ClientError({"Error": {"Code": "InternalFailure", "Message": "The API for service 'apigatewayv2' is "
                                     "either not included in your current license plan or has not yet been emulated"},
                           "ResponseMetadata": {"HTTPStatusCode": 501}}, "GetApis")
-
-
-class Recorder:
-    """Every client of a fake Clients: records each call; GetApis answers as configured,
-    DescribeStacks as CloudFormation does for a stage never deployed, anything else
-    returns {} (a deploy that went on would fail later, but be recorded)."""
-
-    def __init__(self, get_apis):
-        self.calls: list[str] = []
-        self.get_apis_answer = get_apis
-
-    def client(self, service: str):
-        recorder = self
-
-        class Client:
-            def __getattr__(self, op):
-                def call(*_a, **kwargs):
-                    recorder.calls.append(f"{service}.{op}")
-                    if op == "get_apis" and isinstance(recorder.get_apis_answer, Exception):
-                        raise recorder.get_apis_answer
-                    if op == "describe_stacks":
-                        raise no_such_stack(kwargs.get("StackName", "?"))
-                    return recorder.get_apis_answer if op == "get_apis" else {}
-                return call
-        return Client()
-
-
-def no_such_stack(name: str) -> ClientError:
-    """What CloudFormation answers DescribeStacks for a stack that was never deployed."""
-    return ClientError({"Error": {"Code": "ValidationError", "Message": f"Stack with id {name} does not exist"},
-                        "ResponseMetadata": {"HTTPStatusCode": 400}}, "DescribeStacks")
 
 
 # ------------------------------------------------------------------ needs and offers
@@ -110,7 +78,7 @@ def test_the_probe_runs_where_health_is_not_enough(engine, listed, probed):
     services = listing if listed else {"sqs": "available"}
     recorder = Recorder(NO_APIGWV2)
     result = preflight.check(engine, "v", {"services": services}, ("apigatewayv2",), recorder.client)
-    assert (recorder.calls == ["apigatewayv2.get_apis"]) is probed
+    assert (recorder.names() == ["apigatewayv2.get_apis"]) is probed
     assert result.ok is not probed  # the probe answers 501: missing wherever it was asked
 
 
@@ -150,19 +118,9 @@ def test_aws_is_not_checked_and_not_called():
 def _cli(monkeypatch, tmp_path, health: dict, get_apis, *args: str):
     engine = emulator.Engine("localstack" if health is LOCALSTACK else "ministack",
                              health["version"], ENDPOINT, health)
-
-    class Booting:
-        def wait(self):
-            return engine, None
-
-    monkeypatch.setattr(emulator, "probe", lambda *_a, **_k: engine)
-    monkeypatch.setattr(emulator, "launch", lambda *_a, **_k: Booting())
-    monkeypatch.setattr("tmctl.core.up.package.build_all", lambda *_a, **_k: [])
     recorder = Recorder(get_apis)
-    monkeypatch.setattr(Clients, "client", lambda _self, service: recorder.client(service))
-    result = CliRunner().invoke(app, [*args, "--endpoint-url", ENDPOINT], env={
-        "TMCTL_STATE_DIR": str(tmp_path), "NO_COLOR": "1", "COLUMNS": "300"})
-    return result, recorder.calls
+    result = run_cli(monkeypatch, tmp_path, engine, recorder, *args, "--endpoint-url", ENDPOINT)
+    return result, recorder.names()
 
 
 @pytest.mark.parametrize("command", ["up", "diff"])
@@ -191,15 +149,14 @@ def test_unasked_an_engine_without_the_http_api_gets_the_rest_front_door(monkeyp
     # THEN no refusal: one progress line says why REST …
     assert frontdoor.AUTO_NOTE in result.stderr, result.stderr
     assert "has no API Gateway v2 (HTTP API), which" not in result.stderr
-    # … and the deploy went on (its first call: the account, for the bucket's name; the fakes stop it there)
-    # after only the two reads that chose the front door: the probe, and the stack (none deployed yet,
-    # so no front door to keep)
-    assert calls == ["apigatewayv2.get_apis", "cloudformation.describe_stacks", "sts.get_caller_identity"]
+    # … and the deploy went on (its first call: the account, for the bucket's name) after only the two
+    # reads that chose the front door: the probe, and the stack (none deployed yet, so no door to keep)
+    assert calls[:3] == ["apigatewayv2.get_apis", "cloudformation.describe_stacks", "sts.get_caller_identity"]
+    assert "cloudformation.create_change_set" in calls
 
 
 def test_an_engine_with_everything_goes_on_to_the_deploy(monkeypatch, tmp_path):
     result, calls = _cli(monkeypatch, tmp_path, MINISTACK, {"Items": []}, "up")
-    # The fake clients answer {} to everything, so the deploy fails later: what counts is that it went on.
     # MiniStack's health lists what it implements: no probe; the one read before the deploy's own calls is
     # the stack's front door to keep.
     assert calls[:2] == ["cloudformation.describe_stacks", "sts.get_caller_identity"]
