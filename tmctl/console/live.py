@@ -1,0 +1,128 @@
+"""Live figures for every open page from ONE poller per console process.
+
+The poller runs only while at least one page listens (a server-sent events
+stream is open) and stops when the last one leaves. Each tick (0.5 s) it makes
+a cheap look (`fingerprint`: both queues' depths and the newest executions'
+statuses, three small calls); only when that changed, or every
+`refresh_every` seconds, does it read the full figures and the newest tasks'
+statuses and push what differs. The engine's cost is bounded by the interval,
+never by the number of tabs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("tmctl.console")
+
+INTERVAL = 0.5
+REFRESH_EVERY = 5.0
+QUEUE_SIZE = 16  # events a slow page may fall behind by; older ones are dropped (the next carries all figures)
+
+
+def sse(event: str, data: Any) -> bytes:
+    """One server-sent event (a single data line: the JSON has no newlines)."""
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'), default=str)}\n\n".encode()
+
+
+class Hub:
+    """The shared poller and its listeners. `figures()` returns the overview's
+    flat figures; `task_statuses(watched)` taskID → status of the newest tasks
+    and of the watched ones (a task page open on an older task);
+    `fingerprint()` anything comparable that changes when the pipeline moves.
+    All three are blocking (boto3) and run in a worker thread."""
+
+    def __init__(self, figures: Callable[[], dict], task_statuses: Callable[[frozenset[str]], dict[str, str]],
+                 fingerprint: Callable[[], Any], *, interval: float = INTERVAL, refresh_every: float = REFRESH_EVERY):
+        self._figures, self._task_statuses, self._fingerprint = figures, task_statuses, fingerprint
+        self.interval, self.refresh_every = interval, refresh_every
+        self.listeners: set[asyncio.Queue] = set()
+        self.watched: dict[str, int] = {}  # taskID → pages open on it
+        self.last_figures: dict = {}
+        self.last_tasks: dict[str, str] = {}
+        self.polls = 0  # full reads, for tests and the benchmark
+        self.ticks = 0  # cheap looks
+        self._task: asyncio.Task | None = None
+        self._last_print: Any = None
+        self._last_full = 0.0
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def subscribe(self, task_id: str | None = None) -> asyncio.Queue:
+        queue: asyncio.Queue = asyncio.Queue(maxsize=QUEUE_SIZE)
+        self.listeners.add(queue)
+        if task_id:
+            self.watched[task_id] = self.watched.get(task_id, 0) + 1
+        if self.last_figures:
+            queue.put_nowait(sse("overview", self.last_figures))
+        if not self.running:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue, task_id: str | None = None) -> None:
+        self.listeners.discard(queue)
+        if task_id and task_id in self.watched:
+            self.watched[task_id] -= 1
+            if not self.watched[task_id]:
+                del self.watched[task_id]
+        # the poller sees nobody left at its next tick and ends
+
+    def _broadcast(self, message: bytes) -> None:
+        for queue in list(self.listeners):
+            if queue.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+            queue.put_nowait(message)
+
+    async def _run(self) -> None:
+        while self.listeners:
+            try:
+                await self.tick()
+            except Exception as err:  # the engine went away, say: tell the pages, keep trying
+                log.warning("live update failed: %s", err)
+                self._broadcast(sse("problem", {"message": str(err)[:300]}))
+            await asyncio.sleep(self.interval)
+        self._task = None
+
+    async def tick(self) -> None:
+        self.ticks += 1
+        fingerprint = await asyncio.to_thread(self._fingerprint)
+        now = time.monotonic()
+        if fingerprint == self._last_print and now - self._last_full < self.refresh_every:
+            return
+        self._last_print, self._last_full = fingerprint, now
+        self.polls += 1
+        figures, statuses = await asyncio.gather(asyncio.to_thread(self._figures),
+                                                 asyncio.to_thread(self._task_statuses, frozenset(self.watched)))
+        if figures != self.last_figures:
+            self.last_figures = figures
+            self._broadcast(sse("overview", figures))
+        changed = {k: v for k, v in statuses.items() if self.last_tasks.get(k) != v}
+        self.last_tasks = {**self.last_tasks, **statuses}
+        if changed:
+            self._broadcast(sse("tasks", changed))
+
+
+async def stream(hub: Hub, is_disconnected: Callable, *, task_id: str | None = None, keepalive: float = 15.0):
+    """The body of one page's event stream: the hub's events, a comment line
+    every `keepalive` seconds (so a dead connection is noticed), until the page goes."""
+    queue = hub.subscribe(task_id)
+    try:
+        yield b"retry: 1000\n\n"
+        while True:
+            try:
+                message = await asyncio.wait_for(queue.get(), timeout=keepalive)
+            except TimeoutError:
+                if await is_disconnected():
+                    return
+                message = b": keepalive\n\n"
+            yield message
+    finally:
+        hub.unsubscribe(queue, task_id)
