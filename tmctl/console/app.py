@@ -42,8 +42,10 @@ def drawing(definition: dict | None, events: list[dict] | None) -> Markup | None
     when it is there; None otherwise (the page lists the states instead)."""
     if not definition:
         return None
+    import importlib
+
     try:
-        from tmctl.console import graph  # type: ignore[attr-defined]
+        graph = importlib.import_module("tmctl.console.graph")
     except ModuleNotFoundError as err:
         if err.name != "tmctl.console.graph":
             raise
