@@ -263,3 +263,30 @@ def test_the_core_and_the_cli_import_no_web_code_at_module_level():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             offenders += [f"{path.relative_to(root)}: {n}" for n in names if n.startswith(web)]
     assert offenders == []
+
+
+def test_closing_the_hub_ends_every_open_stream_at_once():
+    from tmctl.console.live import stream
+
+    async def scenario():
+        hub = Hub(lambda: {"x": 1}, lambda watched: {}, lambda: 0, interval=0.01)
+
+        async def never_disconnected():
+            return False
+
+        async def drain(task_id):
+            return [chunk async for chunk in stream(hub, never_disconnected, task_id=task_id, keepalive=30)]
+
+        readers = [asyncio.ensure_future(drain(t)) for t in ("a", "a", None)]
+        await asyncio.sleep(0.05)
+        assert hub.watched == {"a": 2}
+        started = asyncio.get_running_loop().time()
+        hub.close()
+        got = await asyncio.wait_for(asyncio.gather(*readers), timeout=2)
+        return hub, got, asyncio.get_running_loop().time() - started
+
+    hub, got, took = asyncio.run(scenario())
+    assert took < 1  # not the 30 s keepalive
+    assert len(got) == 3
+    assert all(chunks[0] == b"retry: 1000\n\n" and sse("overview", {"x": 1}) in chunks for chunks in got)
+    assert hub.listeners == set() and hub.watched == {}

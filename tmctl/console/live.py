@@ -48,6 +48,8 @@ class Hub:
         self.polls = 0  # full reads, for tests and the benchmark
         self.ticks = 0  # cheap looks
         self._task: asyncio.Task | None = None
+        self.closing = False  # the server is shutting down: every stream ends (set from its loop)
+        self._wake: set[asyncio.Event] = set()
         self._last_print: Any = None
         self._last_full = 0.0
 
@@ -73,6 +75,12 @@ class Hub:
             if not self.watched[task_id]:
                 del self.watched[task_id]
         # the poller sees nobody left at its next tick and ends
+
+    def close(self) -> None:
+        """End every open stream now (the server is stopping: nothing waits for them)."""
+        self.closing = True
+        for event in list(self._wake):
+            event.set()
 
     def _broadcast(self, message: bytes) -> None:
         for queue in list(self.listeners):
@@ -114,15 +122,23 @@ async def stream(hub: Hub, is_disconnected: Callable, *, task_id: str | None = N
     """The body of one page's event stream: the hub's events, a comment line
     every `keepalive` seconds (so a dead connection is noticed), until the page goes."""
     queue = hub.subscribe(task_id)
+    closing = asyncio.Event()
+    hub._wake.add(closing)
     try:
         yield b"retry: 1000\n\n"
-        while True:
-            try:
-                message = await asyncio.wait_for(queue.get(), timeout=keepalive)
-            except TimeoutError:
-                if await is_disconnected():
-                    return
-                message = b": keepalive\n\n"
-            yield message
+        while not hub.closing:
+            getter = asyncio.ensure_future(queue.get())
+            stopper = asyncio.ensure_future(closing.wait())
+            done, _ = await asyncio.wait({getter, stopper}, timeout=keepalive, return_when=asyncio.FIRST_COMPLETED)
+            for pending in (getter, stopper):
+                if pending not in done:
+                    pending.cancel()
+            if getter in done:
+                yield getter.result()
+            elif stopper in done or await is_disconnected():
+                return
+            else:
+                yield b": keepalive\n\n"
     finally:
+        hub._wake.discard(closing)
         hub.unsubscribe(queue, task_id)

@@ -24,6 +24,9 @@ TASK_STATUSES = tuple(s.value for s in Status)
 EXECUTIONS_WINDOW = dt.timedelta(hours=1)
 DLQ_PEEK_LIMIT = 50
 FINGERPRINT_EXECUTIONS = 10  # the newest executions a live tick looks at
+# Tasks counted per status at most (`tmctl status` stops at 1,000): COUNT queries read the index, so a
+# higher cap costs the engine more per refresh only on stages that big.
+TASK_COUNT_CAP = 100_000
 
 
 @dataclass
@@ -129,7 +132,7 @@ class ConsoleSource:
 
         since = dt.datetime.now(dt.UTC) - EXECUTIONS_WINDOW
         with ThreadPoolExecutor(max_workers=3) as pool:
-            tasks_f = pool.submit(tasks_by_status, self.ddb, self.stack.table)
+            tasks_f = pool.submit(tasks_by_status, self.ddb, self.stack.table, TASK_COUNT_CAP)
             stats_f = pool.submit(lambda: queue_stats(self.backend, self.pair()))
             ex_f = pool.submit(list_executions, self.sfn, self.stack.state_machine_arn, since=since, limit=None)
             stats = {s.role: s for s in stats_f.result()}
