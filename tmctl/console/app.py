@@ -188,7 +188,9 @@ def create_app(source: ConsoleSource, *, token: str, port: int, hub: live.Hub | 
             before, after = await _run(source.set_setting, key, value)
         except UsageError as err:  # refused before anything was written
             return await _run(_config_page, request, None, str(err), 400, {key: value})
-        message = (f"{key}: {before.value} → {after.value} (version {after.version})"
+        cache = source.config_cache_seconds()
+        message = (f"{key}: {before.value} → {after.value} (version {after.version}); the functions follow "
+                   + (f"within {cache} s" if cache else "once their cached value expires")
                    if before.version != after.version else f"{key} is already {after.value}; nothing written")
         return await _run(_config_page, request, message, None)
 

@@ -217,7 +217,7 @@ class ConsoleSource:
             note = ("AWS has no non-consuming look: showing the messages means receiving them (each receive "
                     "counts toward maxReceiveCount)")
         now = time.time()
-        messages = [{"m": m, "body": pretty_body(m.body),
+        messages = [{"m": m, "body": shown_body(m.body),
                      "age": age_text(now - m.sent_timestamp) if m.sent_timestamp else "-"}
                     for m in (result.messages if result else [])]
         return DlqView(dlq.name, dlq.url, result, note, stats, messages)
@@ -261,11 +261,25 @@ class ConsoleSource:
 
         return list_settings(self.ssm, self.config_path())
 
+    def config_cache_seconds(self) -> str | None:
+        """How soon the functions follow a change, as the stack says (as `tmctl config set` reports it)."""
+        return self.stack.outputs.get("ConfigCacheSeconds")
+
     def set_setting(self, key: str, value: str):
         """config.set_setting (`tmctl config set`): refused before writing when invalid."""
         from tmctl.core.config import set_setting
 
         return set_setting(self.ssm, self.config_path(), key, value, stage=self.target.stage)
+
+
+BODY_SHOWN = 2000  # characters of a message body on the DLQ page (50 bodies of up to 256 KiB would not be light)
+
+
+def shown_body(body: str, limit: int = BODY_SHOWN) -> str:
+    pretty = pretty_body(body)
+    if len(pretty) <= limit:
+        return pretty
+    return pretty[:limit] + f"\n… ({len(body.encode())} bytes in all: the export has every byte)"
 
 
 def pretty_body(body: str) -> str:
