@@ -124,13 +124,15 @@ async def stream(hub: Hub, is_disconnected: Callable, *, task_id: str | None = N
     queue = hub.subscribe(task_id)
     closing = asyncio.Event()
     hub._wake.add(closing)
+    waits: tuple[asyncio.Future, ...] = ()
     try:
         yield b"retry: 1000\n\n"
         while not hub.closing:
             getter = asyncio.ensure_future(queue.get())
             stopper = asyncio.ensure_future(closing.wait())
-            done, _ = await asyncio.wait({getter, stopper}, timeout=keepalive, return_when=asyncio.FIRST_COMPLETED)
-            for pending in (getter, stopper):
+            waits = (getter, stopper)
+            done, _ = await asyncio.wait(waits, timeout=keepalive, return_when=asyncio.FIRST_COMPLETED)
+            for pending in waits:
                 if pending not in done:
                     pending.cancel()
             if getter in done:
@@ -140,5 +142,7 @@ async def stream(hub: Hub, is_disconnected: Callable, *, task_id: str | None = N
             else:
                 yield b": keepalive\n\n"
     finally:
+        for pending in waits:  # cancelled mid-wait (the page went): leave no task behind
+            pending.cancel()
         hub._wake.discard(closing)
         hub.unsubscribe(queue, task_id)
