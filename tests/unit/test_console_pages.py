@@ -303,3 +303,25 @@ def test_the_dlq_page_stays_light_with_large_messages(console_source, stack):
     assert shown * 100_000 > 4 * PAGE_LIMIT  # untrimmed, these bodies alone would be over 4× the limit
     assert len(r.content) <= PAGE_LIMIT
     assert "bytes in all: the export has every byte" in r.text
+
+
+def test_the_overview_renders_from_the_pollers_fresh_figures_without_asking_the_engine(console_source):
+    source = console_source()
+    figures = source.overview().figures()
+    figures["tasks.total"] = 4242
+
+    class FreshHub:
+        state = None
+
+        def current_figures(self):
+            return figures
+
+    def no_engine():
+        raise AssertionError("the overview asked the engine although the poller's figures were fresh")
+
+    source.overview = no_engine
+    c = TestClient(create_app(source, token=TOKEN, port=PORT, hub=FreshHub()), base_url=f"http://127.0.0.1:{PORT}")
+    c.cookies.set(cookie_name(PORT), TOKEN)
+    r = c.get("/")
+    assert r.status_code == 200, r.text
+    assert figure(r.text, "tasks.total") == "4242"

@@ -52,6 +52,14 @@ class Hub:
         self._wake: set[asyncio.Event] = set()
         self._last_print: Any = None
         self._last_full = 0.0
+        self._last_tick = 0.0  # when a tick last saw the engine (monotonic)
+
+    def current_figures(self) -> dict | None:
+        """The figures as of the last tick, when the poller runs and looked within two intervals (a page
+        can render from them without asking the engine); None otherwise."""
+        if self.running and self.last_figures and time.monotonic() - self._last_tick <= 2 * self.interval + 0.5:
+            return self.last_figures
+        return None
 
     @property
     def running(self) -> bool:
@@ -104,6 +112,7 @@ class Hub:
         fingerprint = await asyncio.to_thread(self._fingerprint)
         now = time.monotonic()
         if fingerprint == self._last_print and now - self._last_full < self.refresh_every:
+            self._last_tick = now
             return
         self._last_print, self._last_full = fingerprint, now
         self.polls += 1
@@ -112,6 +121,7 @@ class Hub:
         if figures != self.last_figures:
             self.last_figures = figures
             self._broadcast(sse("overview", figures))
+        self._last_tick = time.monotonic()
         changed = {k: v for k, v in statuses.items() if self.last_tasks.get(k) != v}
         self.last_tasks = {**self.last_tasks, **statuses}
         if changed:
