@@ -98,9 +98,9 @@ def test_overview_shows_the_cores_figures_and_links_each_box(console_source, sta
     assert figure(html, "tasks.PENDING") == "2"  # 0 and 6
     assert figure(html, "queue.visible") == "3"
     assert figure(html, "dlq.total") == "1"
-    assert re.search(r'class="box alert" href="/dlq" id="box-dlq" data-testid="box-dlq"\s+data-alert="true"', html)
-    for box, href in (("box-table", "/tasks"), ("box-queue", "/dlq"), ("box-workflow", "/tasks"),
-                      ("box-processor", "/tasks?status=PROCESSING"), ("box-api", "/tasks")):
+    assert re.search(r'id="box-dlq" data-testid="box-dlq"\s+data-alert="true"', html)
+    for box, href in (("box-table", "/tasks"), ("box-queue", "/queues"), ("box-workflow", "/executions"),
+                      ("box-processor", "/queues"), ("box-api", "/tasks"), ("box-dlq", "/dlq")):
         assert re.search(rf'href="{re.escape(href)}" id="{box}"', html), box
     assert len(r.content) <= PAGE_LIMIT
 
@@ -325,3 +325,22 @@ def test_the_overview_renders_from_the_pollers_fresh_figures_without_asking_the_
     r = c.get("/")
     assert r.status_code == 200, r.text
     assert figure(r.text, "tasks.total") == "4242"
+
+
+def test_the_queues_and_executions_pages(console_source, stack):
+    for i in range(2):
+        stack.sqs.send_message(QueueUrl=stack.queue_url, MessageBody=json.dumps({"taskID": f"q-{i}"}))
+    started = stack.sfn.start_execution(stateMachineArn=stack.state_machine_arn, name="t-0001-abc123",
+                                        input=json.dumps({"taskID": "t-0001"}))
+    assert started["executionArn"]
+    c = client(console_source())
+    queues = c.get("/queues")
+    assert queues.status_code == 200
+    assert re.search(r'data-testid="main-visible">2<', queues.text)
+    assert "Not looked at" in queues.text  # AWS: the main queue is never received from the console
+    executions = c.get("/executions")
+    assert executions.status_code == 200
+    assert 'data-testid="execution-row-t-0001-abc123"' in executions.text
+    assert 'href="/tasks/t-0001"' in executions.text
+    assert c.get("/executions?status=FAILED").text.count('data-testid="execution-row-') == 0
+    assert len(executions.content) <= PAGE_LIMIT

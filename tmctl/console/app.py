@@ -119,6 +119,17 @@ def create_app(source: ConsoleSource, *, token: str, port: int, hub: live.Hub | 
         return page(request, "task.html", view=view, t=view.trace, executions=executions,
                     states=state_rows(view.definition, None) if not executions else [])
 
+    def queues(request: Request) -> Response:
+        stats, pair, result, messages = source.queues()
+        return page(request, "queues.html", stats=stats, pair=pair, peek=result, messages=messages)
+
+    def executions(request: Request) -> Response:
+        from tmctl.core.executions import STATUSES
+
+        status = request.query_params.get("status") or None
+        return page(request, "executions.html", executions=source.executions(status), status=status,
+                    statuses=STATUSES)
+
     def dlq(request: Request) -> Response:
         look = request.query_params.get("look") == "1"
         return page(request, "dlq.html", view=source.dlq(allow_receive=look), preview=None, notices=[],
@@ -222,6 +233,8 @@ def create_app(source: ConsoleSource, *, token: str, port: int, hub: live.Hub | 
         Route("/tasks/{task_id}", task),
         Route("/tasks/{task_id}/redrive", task_redrive, methods=["POST"]),
         Route("/tasks/{task_id}/retry", task_retry, methods=["POST"]),
+        Route("/queues", queues),
+        Route("/executions", executions),
         Route("/dlq", dlq),
         Route("/dlq/export", dlq_export),
         Route("/dlq/preview", dlq_preview, methods=["POST"]),
