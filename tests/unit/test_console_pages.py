@@ -344,3 +344,29 @@ def test_the_queues_and_executions_pages(console_source, stack):
     assert 'href="/tasks/t-0001"' in executions.text
     assert c.get("/executions?status=FAILED").text.count('data-testid="execution-row-') == 0
     assert len(executions.content) <= PAGE_LIMIT
+
+
+def test_the_drawing_is_used_when_the_graph_module_is_there_and_a_failing_one_falls_back(monkeypatch):
+    import sys
+    import types
+
+    from tmctl.console.app import drawing
+
+    calls = []
+    fake = types.ModuleType("tmctl.console.graph")
+    fake.path_from_history = lambda events: calls.append(("path", len(events))) or {"A": "succeeded"}
+    fake.render_svg = lambda definition, path: calls.append(("svg", path)) or '<svg data-testid="state-A"/>'
+    monkeypatch.setitem(sys.modules, "tmctl.console.graph", fake)
+    definition = {"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}
+    assert str(drawing(definition, [{"type": "ExecutionStarted"}])) == '<svg data-testid="state-A"/>'
+    assert calls == [("path", 1), ("svg", {"A": "succeeded"})]
+    assert str(drawing(definition, [])) == '<svg data-testid="state-A"/>'  # no history: no path
+    assert calls[-1] == ("svg", None)
+
+    def broken(definition, path):
+        raise ValueError("an ASL shape it does not know")
+
+    fake.render_svg = broken
+    assert drawing(definition, [{"type": "ExecutionStarted"}]) is None  # the page lists the states instead
+    monkeypatch.setitem(sys.modules, "tmctl.console.graph", None)  # the module not there at all
+    assert drawing(definition, [{"type": "ExecutionStarted"}]) is None

@@ -5,6 +5,7 @@ live figures. Every request first passes `security.Guard`."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -22,6 +23,7 @@ from tmctl.console.security import CSRF_FIELD, Guard, csrf_token
 from tmctl.console.source import TASK_STATUSES, ConsoleSource, age_text, choices
 from tmctl.core.errors import NotFound, TmctlError, UsageError
 
+log = logging.getLogger("tmctl.console")
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
@@ -50,8 +52,13 @@ def drawing(definition: dict | None, events: list[dict] | None) -> Markup | None
         if err.name != "tmctl.console.graph":
             raise
         return None
-    path = graph.path_from_history(events) if events else None
-    return Markup(graph.render_svg(definition, path))  # noqa: S704 - SVG built by our own module, escaped there
+    try:
+        path = graph.path_from_history(events) if events else None
+        svg = graph.render_svg(definition, path)
+    except Exception:  # a drawing that fails must not take the task's page with it: the states as a list
+        log.exception("drawing the state machine failed")
+        return None
+    return Markup(svg)  # noqa: S704 - SVG built by our own module, escaped there
 
 
 def state_rows(definition: dict | None, steps: list | None) -> list[dict]:
