@@ -370,3 +370,30 @@ def test_the_drawing_is_used_when_the_graph_module_is_there_and_a_failing_one_fa
     assert drawing(definition, [{"type": "ExecutionStarted"}]) is None  # the page lists the states instead
     monkeypatch.setitem(sys.modules, "tmctl.console.graph", None)  # the module not there at all
     assert drawing(definition, [{"type": "ExecutionStarted"}]) is None
+
+
+def test_a_pipeline_that_moves_on_every_tick_gets_full_reads_for_at_most_a_fifth_of_the_time():
+    import itertools
+    import time as clock
+
+    from tmctl.console.live import READ_SHARE
+
+    counter = itertools.count()
+
+    def slow_figures():
+        clock.sleep(0.05)  # a full read of a big stage
+        return {"n": next(counter)}
+
+    async def scenario():
+        hub = Hub(slow_figures, lambda watched: {}, lambda: clock.monotonic(), interval=0.005, refresh_every=60)
+        q = hub.subscribe()
+        started = clock.monotonic()
+        await asyncio.sleep(1.0)
+        hub.unsubscribe(q)
+        return hub, clock.monotonic() - started
+
+    hub, took = asyncio.run(scenario())
+    reading = hub.polls * 0.05
+    assert hub.polls >= 2
+    assert reading / took <= READ_SHARE + 0.06  # one read's worth of slack
+    assert hub.ticks > 3 * hub.polls  # the cheap looks went on in between
