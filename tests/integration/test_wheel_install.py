@@ -82,6 +82,10 @@ def test_the_wheel_carries_the_project_without_build_litter(wheel):
             "docker-compose.yml", "lambdas/task_api/app.py", "lambdas/event_processor/app.py",
             "lambdas/workflow_steps/app.py", "lambdas/common/taskcore/model.py"} <= bundled
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo")) or "/tests/" in n]
+    # the console's pages and assets: served from the wheel, never from a CDN
+    assert {"tmctl/console/app.py", "tmctl/console/templates/base.html", "tmctl/console/templates/overview.html",
+            "tmctl/console/templates/task.html", "tmctl/console/static/console.js",
+            "tmctl/console/static/console.css"} <= set(names)
 
 
 def test_the_installed_package_is_the_wheels_and_finds_its_bundle(installed, elsewhere):
@@ -91,6 +95,18 @@ def test_the_installed_package_is_the_wheels_and_finds_its_bundle(installed, els
     module, project = json.loads(run(installed / "bin" / "python", "-c", probe, cwd=cwd, env=env).stdout)
     assert Path(module).is_relative_to(installed), f"tmctl imported from {module}, not the wheel"
     assert Path(project) == Path(module).parent / "_bundle"
+
+
+def test_the_installed_console_renders_its_pages_from_the_wheel(installed, elsewhere):
+    cwd, env = elsewhere
+    probe = ("import json, tmctl; from tmctl.console.app import STATIC, TEMPLATES, _environment; "
+             "html = _environment().get_template('error.html').render(message='m', csrf='c', stack='s', engine='e', "
+             "writable=True); print(json.dumps([tmctl.__file__, str(TEMPLATES), str(STATIC / 'console.js'), "
+             "(STATIC / 'console.js').is_file(), '/static/console.js' in html]))")
+    module, templates, script, script_there, linked = json.loads(
+        run(installed / "bin" / "python", "-c", probe, cwd=cwd, env=env).stdout)
+    assert Path(templates) == Path(module).parent / "console" / "templates"
+    assert Path(script).is_relative_to(installed) and script_there and linked
 
 
 def test_the_installed_tmctl_loads_the_task_contract_from_its_bundle(installed, elsewhere):

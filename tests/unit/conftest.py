@@ -363,3 +363,30 @@ def stubbed(service: str):
     with Stubber(client) as stub:
         yield client, stub
         stub.assert_no_pending_responses()
+
+
+# ------------------------------------------------------------------ the console
+
+
+@pytest.fixture
+def console_source(stack, aws_clients):
+    """A factory of tmctl.console.source.ConsoleSource over the moto stack:
+    `console_source(stage="prod", local=False, allow_writes=False)`. AWS as
+    the backend (no inspection endpoint in moto: the DLQ is not peeked)."""
+    from tmctl.console.source import ConsoleSource
+    from tmctl.core.backend import AWS, Backend
+    from tmctl.core.stack import StackInfo
+    from tmctl.core.target import resolve_target
+
+    logs = boto3.client("logs", region_name=REGION)
+
+    def make(stage: str = "dev", *, local: bool = False, allow_writes: bool = False) -> ConsoleSource:
+        target = resolve_target(local=local, stage=stage, region=REGION, env={})
+        outputs = {"TasksTableName": stack.table, "TaskQueueUrl": stack.queue_url, "DeadLetterQueueUrl": stack.dlq_url,
+                   "StateMachineArn": stack.state_machine_arn,
+                   "FailureInjectionParameterName": stack.failure_param}
+        info = StackInfo(f"taskmanager-{stage}", "CREATE_COMPLETE", outputs, {}, "http://api.invalid/dev")
+        return ConsoleSource(target, info, Backend(AWS), sqs=stack.sqs, ddb=stack.ddb, sfn=stack.sfn,
+                             ssm=stack.ssm, logs=logs, allow_writes=allow_writes)
+
+    return make

@@ -101,7 +101,7 @@ def test_diff_is_a_command():
 
 
 GROUP_MODULES = ("tmctl.cli.tasks", "tmctl.cli.local", "tmctl.cli.queues", "tmctl.cli.executions",
-                 "tmctl.cli.iam", "tmctl.cli.config", "tmctl.cli.pipeline")
+                 "tmctl.cli.iam", "tmctl.cli.config", "tmctl.cli.pipeline", "tmctl.cli.console")
 
 
 def imported_after(*argv: str, env: dict | None = None) -> list[str]:

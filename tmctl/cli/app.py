@@ -52,7 +52,8 @@ def hoist_global_options(args: list[str], options: dict[str, bool]) -> list[str]
 
 # Command groups, imported only when one runs (or its own help or completion is asked for):
 # name → (module:attribute, the group's one-line help for `tmctl --help`; a unit test keeps
-# it equal to the group's own help).
+# it equal to the group's own help). The attribute is a Typer app (a group), or a function
+# (a single command, such as `console`).
 LAZY_GROUPS: dict[str, tuple[str, str]] = {
     "task": ("tmctl.cli.tasks:app", "Create and read tasks through the HTTP API."),
     "local": ("tmctl.cli.local:app", "Manage the local emulator (the embedded MiniStack by default)."),
@@ -68,6 +69,9 @@ LAZY_GROUPS: dict[str, tuple[str, str]] = {
     "snapshot": ("tmctl.cli.snapshot:app", "A stage's data as one portable file: tasks (every attribute), the "
                                            "queue's and the DLQ's messages (byte-exact), config. Between engines, "
                                            "ports and non-production stages."),
+    "console": ("tmctl.cli.console:console", "A local web console for the stage: the pipeline with live figures, "
+                                             "tasks, one task's path through the state machine, the DLQ with peek "
+                                             "and redrive, the config switches."),
 }
 
 
@@ -76,7 +80,13 @@ def load_group(name: str):
     import importlib
 
     module, _, attribute = LAZY_GROUPS[name][0].partition(":")
-    group = typer.main.get_group(getattr(importlib.import_module(module), attribute))
+    target = getattr(importlib.import_module(module), attribute)
+    if isinstance(target, typer.Typer):
+        group = typer.main.get_group(target)
+    else:  # a single command
+        single = typer.Typer()
+        single.command(name)(target)
+        group = typer.main.get_command(single)
     group.name = name
     # Completion is installed from the root (`tmctl --install-completion`), not per group.
     group.params = [p for p in group.params if p.name not in {"install_completion", "show_completion"}]

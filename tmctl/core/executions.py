@@ -182,13 +182,16 @@ def execution_status(status: str | None) -> str | None:
 
 
 def list_executions(sfn, state_machine_arn: str, *, status: str | None = None, since: dt.datetime | None = None,
-                    limit: int | None = 20) -> list[Execution]:
+                    limit: int | None = 20, page_size: int | None = None) -> list[Execution]:
     """Newest first (ListExecutions' own order), stopping at `limit` or at the
-    first execution started before `since`."""
+    first execution started before `since`. `page_size` (maxResults) keeps a
+    frequent small look cheap: without it an engine may send its whole list."""
     status = execution_status(status)
     kwargs: dict[str, Any] = {"stateMachineArn": state_machine_arn}
     if status:
         kwargs["statusFilter"] = status
+    if page_size:
+        kwargs["PaginationConfig"] = {"PageSize": page_size}
     found: list[Execution] = []
     for page in sfn.get_paginator("list_executions").paginate(**kwargs):
         for item in page.get("executions", []):
@@ -238,6 +241,27 @@ def _executions_of(sfn, stack: StackInfo, ref: str, item: dict | None) -> list[E
 def _newest_first(executions: Iterable[Execution]) -> list[Execution]:
     epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
     return sorted(executions, key=lambda e: e.start or epoch, reverse=True)
+
+
+def state_machine_definition(sfn, state_machine_arn: str) -> dict:
+    """The deployed workflow's ASL definition (DescribeStateMachine), parsed."""
+    try:
+        raw = sfn.describe_state_machine(stateMachineArn=state_machine_arn)["definition"]
+    except ClientError as err:
+        raise from_client_error(err, f"describe state machine {state_machine_arn}") from err
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise TmctlError(f"the definition of {state_machine_arn} is not JSON") from None
+    return value if isinstance(value, dict) else {}
+
+
+def count_by_status(executions: Iterable[Execution]) -> dict[str, int]:
+    """Executions per status, every status present (0 when none)."""
+    counts = dict.fromkeys(STATUSES, 0)
+    for ex in executions:
+        counts[ex.status] = counts.get(ex.status, 0) + 1
+    return counts
 
 
 def get_history(sfn, arn: str) -> list[dict]:

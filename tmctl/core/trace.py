@@ -37,6 +37,7 @@ class Location:
 class ExecutionTrace:
     execution: Execution
     steps: list[Step]
+    events: list[dict] = field(default_factory=list)  # the raw history, oldest first (for a drawing of the path)
 
 
 @dataclass
@@ -124,7 +125,11 @@ def trace_task(*, ddb, sqs, sfn, logs, backend: Backend, stack: StackInfo, task_
             found = find_executions(sfn, ddb, stack, task_id)
         except NotFound:
             return []
-        return [ExecutionTrace(ex, timeline(get_history(sfn, ex.arn))) for ex in found[:MAX_EXECUTIONS]]
+        traces = []
+        for ex in found[:MAX_EXECUTIONS]:
+            events = get_history(sfn, ex.arn)
+            traces.append(ExecutionTrace(ex, timeline(events), events))
+        return traces
 
     groups = [log_group(fn) for fn in stack.functions.values()]
     with ThreadPoolExecutor(max_workers=4) as pool:

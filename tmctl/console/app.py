@@ -1,0 +1,265 @@
+"""The console's web application: Starlette routes over `ConsoleSource`,
+server-rendered Jinja2 pages, one small script (static/console.js) for the
+live figures. Every request first passes `security.Guard`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import jinja2
+from markupsafe import Markup
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from tmctl.console import live
+from tmctl.console.security import CSRF_FIELD, Guard, csrf_token
+from tmctl.console.source import TASK_STATUSES, ConsoleSource, age_text, choices
+from tmctl.core.errors import NotFound, TmctlError, UsageError
+
+log = logging.getLogger("tmctl.console")
+HERE = Path(__file__).resolve().parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
+OUTCOME_OF_STATUS = {"SUCCEEDED": "succeeded", "FAILED": "failed", "TIMED_OUT": "failed", "ABORTED": "failed",
+                     "RUNNING": "running"}
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True,
+                             lstrip_blocks=True)
+    env.filters["age"] = age_text
+    return env
+
+
+def drawing(definition: dict | None, events: list[dict] | None) -> Markup | None:
+    """The state machine with this execution's path, from tmctl.console.graph
+    when it is there; None otherwise (the page lists the states instead)."""
+    if not definition:
+        return None
+    import importlib
+
+    try:
+        graph = importlib.import_module("tmctl.console.graph")
+    except ModuleNotFoundError as err:
+        if err.name != "tmctl.console.graph":
+            raise
+        return None
+    try:
+        path = graph.path_from_history(events) if events else None
+        svg = graph.render_svg(definition, path)
+    except Exception:  # a drawing that fails must not take the task's page with it: the states as a list
+        log.exception("drawing the state machine failed")
+        return None
+    return Markup(svg)  # noqa: S704 - SVG built by our own module, escaped there
+
+
+def state_rows(definition: dict | None, steps: list | None) -> list[dict]:
+    """Without the drawing: each state of the definition with what this run did there."""
+    by_name: dict[str, Any] = {}
+    for step in steps or []:
+        by_name[step.name] = step  # the last visit wins
+    rows = []
+    for name, spec in ((definition or {}).get("States") or {}).items():
+        step = by_name.get(name)
+        if step is None:
+            outcome = "not-run"
+        elif step.status == "FAILED" and step.next:
+            outcome = "caught"
+        elif step.retries and step.status == "SUCCEEDED":
+            outcome = "retried"
+        else:
+            outcome = OUTCOME_OF_STATUS.get(step.status, step.status.lower())
+        rows.append({"name": name, "type": spec.get("Type", "?"), "outcome": outcome, "step": step})
+    return rows
+
+
+def create_app(source: ConsoleSource, *, token: str, port: int, hub: live.Hub | None = None) -> Any:
+    """The console for one target and stage, guarded (security.Guard) for `port`."""
+    env = _environment()
+    csrf = csrf_token(token)
+    hub = hub or live.Hub(lambda: source.overview().figures(), source.task_statuses, source.fingerprint)
+
+    def page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+        context.update(request=request, csrf=csrf, csrf_field=CSRF_FIELD, source=source, writable=not source.read_only,
+                       stage=source.target.stage, stack=source.stack.name, engine=source.engine)
+        return HTMLResponse(env.get_template(name).render(**context), status_code=status_code)
+
+    async def form(request: Request) -> dict[str, str]:
+        data = parse_qs((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
+        return {k: v[-1] for k, v in data.items() if k != CSRF_FIELD}
+
+    async def form_lists(request: Request) -> dict[str, list[str]]:
+        return parse_qs((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
+
+    # ------------------------------------------------------------ pages
+
+    def overview(request: Request) -> Response:
+        figures = hub.current_figures()  # the live poller looked under a second ago: no need to ask again
+        if figures is None:
+            figures = source.overview().figures()
+        return page(request, "overview.html", figures=figures, statuses=TASK_STATUSES)
+
+    def overview_json(request: Request) -> Response:
+        return JSONResponse(source.overview().figures())
+
+    def tasks(request: Request) -> Response:
+        p = request.query_params
+        status, q, before = p.get("status") or None, (p.get("q") or "").strip() or None, p.get("before") or None
+        result = source.tasks(status=status, before=before, q=q)
+        if q and len(result.items) == 1 and result.items[0]["taskID"] == q:
+            return RedirectResponse(f"/tasks/{q}", status_code=303)
+        return page(request, "tasks.html", result=result, status=status, q=q or "", before=before,
+                    statuses=TASK_STATUSES)
+
+    def task(request: Request) -> Response:
+        view = source.task(request.path_params["task_id"])
+        executions = [{"trace": e, "drawing": drawing(view.definition, e.events),
+                       "states": state_rows(view.definition, e.steps)} for e in view.trace.executions]
+        return page(request, "task.html", view=view, t=view.trace, executions=executions,
+                    states=state_rows(view.definition, None) if not executions else [])
+
+    def queues(request: Request) -> Response:
+        stats, pair, result, messages = source.queues()
+        return page(request, "queues.html", stats=stats, pair=pair, peek=result, messages=messages)
+
+    def executions(request: Request) -> Response:
+        from tmctl.core.executions import STATUSES
+
+        status = request.query_params.get("status") or None
+        return page(request, "executions.html", executions=source.executions(status), status=status,
+                    statuses=STATUSES)
+
+    def dlq(request: Request) -> Response:
+        look = request.query_params.get("look") == "1"
+        return page(request, "dlq.html", view=source.dlq(allow_receive=look), preview=None, notices=[],
+                    filter_expr="", selected=set())
+
+    def dlq_export(request: Request) -> Response:
+        view = source.dlq(allow_receive=request.query_params.get("look") == "1")
+        lines = "".join(json.dumps(m["m"].to_dict(), default=str, ensure_ascii=False) + "\n" for m in view.messages)
+        return Response(lines, media_type="application/x-ndjson", headers={
+            "content-disposition": f'attachment; filename="{view.name}.jsonl"'})
+
+    def config(request: Request) -> Response:
+        return _config_page(request, None, None)
+
+    def _config_page(request: Request, message: str | None, error: str | None, status_code: int = 200,
+                     drafts: dict | None = None) -> Response:
+        settings = source.settings()
+        rows = [{"s": s, "choices": choices(s.allowed_pattern), "draft": (drafts or {}).get(s.key, s.value)}
+                for s in settings]
+        return page(request, "config.html", status_code, rows=rows, message=message, error=error,
+                    path=source.config_path(), production=source.production)
+
+    # ------------------------------------------------------------ actions (POST: passed the Guard's checks)
+
+    async def task_redrive(request: Request) -> Response:
+        task_id = request.path_params["task_id"]
+        report, notices = await _run(source.redrive, task_ids=frozenset({task_id}))
+        return page(request, "result.html", title=f"redrive of {task_id}'s message", report=report, notices=notices,
+                    back=f"/tasks/{task_id}", retry=None)
+
+    async def task_retry(request: Request) -> Response:
+        task_id = request.path_params["task_id"]
+        result = await _run(source.retry, task_id)
+        return page(request, "result.html", title=f"retry of {task_id}", report=None, notices=[],
+                    back=f"/tasks/{task_id}", retry=result)
+
+    async def dlq_preview(request: Request) -> Response:
+        data = await form_lists(request)
+        filter_expr = (data.get("filter") or [""])[-1].strip()
+        selected = set(data.get("task_id") or [])
+        report, notices = await _run(source.redrive, filter_expr=filter_expr or None,
+                                     task_ids=frozenset(selected) or None, dry_run=True)
+        view = await _run(source.dlq)
+        return page(request, "dlq.html", view=view, preview=report, notices=notices, filter_expr=filter_expr,
+                    selected=selected)
+
+    async def dlq_redrive(request: Request) -> Response:
+        data = await form_lists(request)
+        filter_expr = (data.get("filter") or [""])[-1].strip()
+        selected = frozenset(data.get("task_id") or [])
+        report, notices = await _run(source.redrive, filter_expr=filter_expr or None, task_ids=selected or None)
+        return page(request, "result.html", title="DLQ redrive", report=report, notices=notices, back="/dlq",
+                    retry=None)
+
+    async def dlq_purge(request: Request) -> Response:
+        data = await form(request)
+        view = await _run(source.dlq)
+        if data.get("confirm", "") != view.name:
+            raise UsageError(f"purge not confirmed: type the queue's name, {view.name}, to purge it",
+                             "nothing was purged")
+        result = await _run(source.purge)
+        return page(request, "result.html", title="DLQ purge", report=None, retry=None, back="/dlq",
+                    notices=[f"purged {result.queue}: {result.messages_before} message(s) were there"])
+
+    async def config_set(request: Request) -> Response:
+        data = await form(request)
+        key, value = data.get("key", ""), data.get("value", "")
+        try:
+            before, after = await _run(source.set_setting, key, value)
+        except UsageError as err:  # refused before anything was written
+            return await _run(_config_page, request, None, str(err), 400, {key: value})
+        cache = source.config_cache_seconds()
+        message = (f"{key}: {before.value} → {after.value} (version {after.version}); the functions follow "
+                   + (f"within {cache} s" if cache else "once their cached value expires")
+                   if before.version != after.version else f"{key} is already {after.value}; nothing written")
+        return await _run(_config_page, request, message, None)
+
+    async def events(request: Request) -> Response:
+        task_id = request.query_params.get("task") or None
+        return StreamingResponse(live.stream(hub, request.is_disconnected, task_id=task_id),
+                                 media_type="text/event-stream",
+                                 headers={"cache-control": "no-store", "x-accel-buffering": "no"})
+
+    # ------------------------------------------------------------ errors: the core's, as a page
+
+    def tmctl_error(request: Request, err: Exception) -> Response:
+        status = 404 if isinstance(err, NotFound) else 400 if isinstance(err, UsageError) else 502
+        return page(request, "error.html", status, message=str(err))
+
+    def aws_error(request: Request, err: Exception) -> Response:
+        from tmctl.core.errors import from_client_error
+
+        return tmctl_error(request, from_client_error(err, "AWS call failed"))
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    routes = [
+        Route("/", overview),
+        Route("/api/overview", overview_json),
+        Route("/tasks", tasks),
+        Route("/tasks/{task_id}", task),
+        Route("/tasks/{task_id}/redrive", task_redrive, methods=["POST"]),
+        Route("/tasks/{task_id}/retry", task_retry, methods=["POST"]),
+        Route("/queues", queues),
+        Route("/executions", executions),
+        Route("/dlq", dlq),
+        Route("/dlq/export", dlq_export),
+        Route("/dlq/preview", dlq_preview, methods=["POST"]),
+        Route("/dlq/redrive", dlq_redrive, methods=["POST"]),
+        Route("/dlq/purge", dlq_purge, methods=["POST"]),
+        Route("/config", config),
+        Route("/config", config_set, methods=["POST"]),
+        Route("/events", events),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    app = Starlette(routes=routes, exception_handlers={TmctlError: tmctl_error, ClientError: aws_error,
+                                                       BotoCoreError: aws_error})
+    app.state.hub = hub
+    app.state.source = source
+    return Guard(app, token=token, port=port, read_only=source.read_only, stage=source.target.stage)
+
+
+async def _run(fn, *args, **kwargs):
+    """A blocking core call off the event loop (the SSE streams keep flowing)."""
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(fn, *args, **kwargs)
