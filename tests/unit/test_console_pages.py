@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
@@ -23,6 +24,8 @@ PORT = 8765
 TOKEN = "t0ken-for-tests"  # noqa: S105 - a test's own value
 PAGE_LIMIT = 200 * 1024
 STATUSES = ("PENDING", "QUEUED", "DEAD_LETTERED", "PROCESSING", "COMPLETED", "FAILED")
+
+EVENTS = Path(__file__).resolve().parents[1] / "events"
 
 
 def client(source) -> TestClient:
@@ -136,15 +139,15 @@ def test_tasks_page_filters_searches_and_pages(console_source, stack):
     assert c.get("/tasks?status=BOGUS").status_code == 400
 
 
-def test_a_task_page_lists_the_states_when_the_drawing_module_is_absent(console_source, stack):
+def test_a_task_page_with_no_execution_yet_draws_the_machine_uncoloured(console_source, stack):
     put_tasks(stack, 1, status_of=lambda i: "QUEUED", prefix="one")
     r = client(console_source()).get("/tasks/one-0000")
     assert r.status_code == 200
     assert 'data-testid="task-status" data-task-status="one-0000">QUEUED<' in r.text
     asl = json.loads((stack.sfn.describe_state_machine(stateMachineArn=stack.state_machine_arn))["definition"])
-    assert asl["States"]
-    for name in asl["States"]:
-        assert f'data-testid="state-{name}" data-outcome="not-run"' in r.text
+    drawn = dict(re.findall(r'data-testid="state-([^"]+)" data-state="[^"]*" data-type="[^"]*" data-outcome="([^"]+)"',
+                            r.text))
+    assert drawn == dict.fromkeys(asl["States"], "none")
     assert len(r.content) <= PAGE_LIMIT
 
 
@@ -154,15 +157,21 @@ def test_an_unknown_task_is_a_404_page(console_source):
     assert "nothing-here" in r.text
 
 
-def test_the_state_list_marks_failed_caught_retried_and_not_run():
-    from types import SimpleNamespace as S
+def test_the_state_list_gives_each_state_the_outcome_the_drawing_colours_it_with():
+    from tmctl.console import graph
+    from tmctl.core.executions import timeline
 
-    definition = {"States": {"A": {"Type": "Task"}, "B": {"Type": "Task"}, "C": {"Type": "Task"},
-                             "D": {"Type": "Fail"}, "E": {"Type": "Succeed"}}}
-    steps = [S(name="A", status="SUCCEEDED", retries=2, next="B"), S(name="B", status="FAILED", retries=0, next="D"),
-             S(name="C", status="FAILED", retries=0, next=None), S(name="D", status="FAILED", retries=0, next=None)]
-    rows = {r["name"]: r["outcome"] for r in state_rows(definition, steps)}
-    assert rows == {"A": "retried", "B": "caught", "C": "failed", "D": "failed", "E": "not-run"}
+    events = json.loads((EVENTS / "sfn_history_ministack_failed_process.json").read_text())["events"]
+    runs = graph.path_from_history(events)
+    assert {r.outcome for r in runs.values()} >= {"succeeded", "caught"}
+    definition = {"States": {**{name: {"Type": run.type or "Task"} for name, run in runs.items()},
+                             "NeverReached": {"Type": "Succeed"}}}
+
+    rows = {r["name"]: r["outcome"] for r in state_rows(definition, timeline(events), events)}
+
+    assert rows == {**{name: run.outcome for name, run in runs.items()}, "NeverReached": "not_run"}
+    assert {r["name"]: r["outcome"] for r in state_rows(definition, None)} == dict.fromkeys(definition["States"],
+                                                                                           "not_run")
 
 
 def test_dlq_page_on_aws_does_not_receive_until_asked(console_source, stack):
@@ -346,30 +355,20 @@ def test_the_queues_and_executions_pages(console_source, stack):
     assert len(executions.content) <= PAGE_LIMIT
 
 
-def test_the_drawing_is_used_when_the_graph_module_is_there_and_a_failing_one_falls_back(monkeypatch):
-    import sys
-    import types
+def test_a_drawing_that_fails_falls_back_to_the_state_list(monkeypatch, console_source, stack):
+    from tmctl.console import graph
 
-    from tmctl.console.app import drawing
-
-    calls = []
-    fake = types.ModuleType("tmctl.console.graph")
-    fake.path_from_history = lambda events: calls.append(("path", len(events))) or {"A": "succeeded"}
-    fake.render_svg = lambda definition, path: calls.append(("svg", path)) or '<svg data-testid="state-A"/>'
-    monkeypatch.setitem(sys.modules, "tmctl.console.graph", fake)
-    definition = {"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}
-    assert str(drawing(definition, [{"type": "ExecutionStarted"}])) == '<svg data-testid="state-A"/>'
-    assert calls == [("path", 1), ("svg", {"A": "succeeded"})]
-    assert str(drawing(definition, [])) == '<svg data-testid="state-A"/>'  # no history: no path
-    assert calls[-1] == ("svg", None)
-
-    def broken(definition, path):
+    def broken(definition, runs):
         raise ValueError("an ASL shape it does not know")
 
-    fake.render_svg = broken
-    assert drawing(definition, [{"type": "ExecutionStarted"}]) is None  # the page lists the states instead
-    monkeypatch.setitem(sys.modules, "tmctl.console.graph", None)  # the module not there at all
-    assert drawing(definition, [{"type": "ExecutionStarted"}]) is None
+    monkeypatch.setattr(graph, "render_svg", broken)
+    put_tasks(stack, 1, status_of=lambda i: "QUEUED", prefix="one")
+    r = client(console_source()).get("/tasks/one-0000")
+    assert r.status_code == 200
+    assert 'data-testid="graph"' not in r.text
+    asl = json.loads((stack.sfn.describe_state_machine(stateMachineArn=stack.state_machine_arn))["definition"])
+    listed = dict(re.findall(r'data-testid="state-([^"]+)" data-outcome="([^"]+)"', r.text))
+    assert listed == dict.fromkeys(asl["States"], "not_run")
 
 
 def test_a_pipeline_that_moves_on_every_tick_gets_full_reads_for_at_most_a_fifth_of_the_time():

@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from tmctl.console import live
+from tmctl.console import graph, live
 from tmctl.console.security import CSRF_FIELD, Guard, csrf_token
 from tmctl.console.source import TASK_STATUSES, ConsoleSource, age_text, choices
 from tmctl.core.errors import NotFound, TmctlError, UsageError
@@ -27,10 +27,6 @@ log = logging.getLogger("tmctl.console")
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
-OUTCOME_OF_STATUS = {"SUCCEEDED": "succeeded", "FAILED": "failed", "TIMED_OUT": "failed", "ABORTED": "failed",
-                     "RUNNING": "running"}
-
-
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True,
                              lstrip_blocks=True)
@@ -38,46 +34,37 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def _runs(events: list[dict] | None) -> dict:
+    """Each state's run in this execution (tmctl.console.graph), {} without a history or when it cannot be read."""
+    if not events:
+        return {}
+    try:
+        return graph.path_from_history(events)
+    except Exception:  # a history this reader does not know must not take the task's page with it
+        log.exception("reading the execution's path failed")
+        return {}
+
+
 def drawing(definition: dict | None, events: list[dict] | None) -> Markup | None:
-    """The state machine with this execution's path, from tmctl.console.graph
-    when it is there; None otherwise (the page lists the states instead)."""
+    """The state machine with this execution's path as SVG (tmctl.console.graph);
+    None when there is no definition or the drawing fails (the page lists the states instead)."""
     if not definition:
         return None
-    import importlib
-
     try:
-        graph = importlib.import_module("tmctl.console.graph")
-    except ModuleNotFoundError as err:
-        if err.name != "tmctl.console.graph":
-            raise
-        return None
-    try:
-        path = graph.path_from_history(events) if events else None
-        svg = graph.render_svg(definition, path)
+        svg = graph.render_svg(definition, _runs(events) or None)
     except Exception:  # a drawing that fails must not take the task's page with it: the states as a list
         log.exception("drawing the state machine failed")
         return None
     return Markup(svg)  # noqa: S704 - SVG built by our own module, escaped there
 
 
-def state_rows(definition: dict | None, steps: list | None) -> list[dict]:
-    """Without the drawing: each state of the definition with what this run did there."""
-    by_name: dict[str, Any] = {}
-    for step in steps or []:
-        by_name[step.name] = step  # the last visit wins
-    rows = []
-    for name, spec in ((definition or {}).get("States") or {}).items():
-        step = by_name.get(name)
-        if step is None:
-            outcome = "not-run"
-        elif step.status == "FAILED" and step.next:
-            outcome = "caught"
-        elif step.retries and step.status == "SUCCEEDED":
-            outcome = "retried"
-        else:
-            outcome = OUTCOME_OF_STATUS.get(step.status, step.status.lower())
-        rows.append({"name": name, "type": spec.get("Type", "?"), "outcome": outcome, "step": step})
-    return rows
+def state_rows(definition: dict | None, steps: list | None, events: list[dict] | None = None) -> list[dict]:
+    """Without the drawing: each state of the definition, its outcome as the drawing would colour it."""
+    runs = _runs(events)
+    by_name = {step.name: step for step in steps or []}  # the last visit wins
+    return [{"name": name, "type": spec.get("Type", "?"),
+             "outcome": runs[name].outcome if name in runs else "not_run", "step": by_name.get(name)}
+            for name, spec in ((definition or {}).get("States") or {}).items()]
 
 
 def create_app(source: ConsoleSource, *, token: str, port: int, hub: live.Hub | None = None) -> Any:
@@ -121,9 +108,10 @@ def create_app(source: ConsoleSource, *, token: str, port: int, hub: live.Hub | 
     def task(request: Request) -> Response:
         view = source.task(request.path_params["task_id"])
         executions = [{"trace": e, "drawing": drawing(view.definition, e.events),
-                       "states": state_rows(view.definition, e.steps)} for e in view.trace.executions]
-        return page(request, "task.html", view=view, t=view.trace, executions=executions,
-                    states=state_rows(view.definition, None) if not executions else [])
+                       "states": state_rows(view.definition, e.steps, e.events)} for e in view.trace.executions]
+        blank = None if executions else drawing(view.definition, None)  # no run yet: the machine, uncoloured
+        return page(request, "task.html", view=view, t=view.trace, executions=executions, blank=blank,
+                    states=state_rows(view.definition, None) if not (executions or blank) else [])
 
     def queues(request: Request) -> Response:
         stats, pair, result, messages = source.queues()
