@@ -421,3 +421,14 @@ def test_a_pipeline_that_moves_on_every_tick_gets_full_reads_for_at_most_a_fifth
     assert hub.polls >= 2
     assert reading / took <= READ_SHARE + 0.06  # one read's worth of slack
     assert hub.ticks > 3 * hub.polls  # the cheap looks went on in between
+
+
+def test_a_log_line_shows_powertools_level_message_and_its_own_keys_not_the_boilerplate():
+    from tmctl.console.app import log_line
+
+    line = log_line(json.dumps({"level": "ERROR", "location": "h:1", "message": "step failed", "timestamp": "t",
+                                "service": "steps", "cold_start": False, "function_arn": "arn", "taskID": "t-1"}))
+    assert line == {"level": "ERROR", "message": "step failed", "extra": '{"taskID": "t-1"}'}
+    assert log_line("START RequestId: 1 Version: $LATEST\n") == {
+        "level": "", "message": "START RequestId: 1 Version: $LATEST", "extra": ""}
+    assert log_line('["not", "a", "record"]')["message"] == '["not", "a", "record"]'

@@ -31,7 +31,27 @@ def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True,
                              lstrip_blocks=True)
     env.filters["age"] = age_text
+    env.filters["log_line"] = log_line
     return env
+
+
+# What Powertools' Logger adds to every line: the same for each line of a function, so not shown per line.
+LOG_BOILERPLATE = frozenset({"level", "location", "message", "timestamp", "service", "cold_start", "function_name",
+                             "function_memory_size", "function_arn", "function_request_id", "xray_trace_id",
+                             "sampling_rate"})
+
+
+def log_line(message: str) -> dict:
+    """A function's log line for the page: Powertools' JSON as level, message and its own keys; other text as is."""
+    try:
+        fields = json.loads(message)
+    except ValueError:
+        fields = None
+    if not isinstance(fields, dict) or "message" not in fields:
+        return {"level": "", "message": message.rstrip(), "extra": ""}
+    extra = {k: v for k, v in fields.items() if k not in LOG_BOILERPLATE}
+    return {"level": str(fields.get("level", "")), "message": str(fields["message"]),
+            "extra": json.dumps(extra, default=str, separators=(", ", ": ")) if extra else ""}
 
 
 def _runs(events: list[dict] | None) -> dict:

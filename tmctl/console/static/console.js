@@ -6,6 +6,40 @@
   var page = body.getAttribute("data-page");
   var taskId = body.getAttribute("data-task-id");
   var live = document.getElementById("live");
+
+  // A state of the drawing (tmctl.console.graph) shows its input, output and error on click or Enter,
+  // in the panel after that drawing. Text only (textContent): what the engine returned is never markup.
+  function showState(state) {
+    var graph = state.closest(".graph");
+    var panel = graph && graph.parentNode.querySelector(".state-detail");
+    if (!panel) { return; }
+    graph.querySelectorAll(".tmg-state.tmg-selected").forEach(function (el) { el.classList.remove("tmg-selected"); });
+    state.classList.add("tmg-selected");
+    panel.hidden = false;
+    panel.setAttribute("data-state", state.getAttribute("data-state"));
+    panel.querySelector("[data-part=name]").textContent = state.getAttribute("data-state") + " · " +
+      state.getAttribute("data-type") + " · " + state.getAttribute("data-outcome").replace("_", " ") +
+      (state.hasAttribute("data-attempts") ? " · " + state.getAttribute("data-attempts") + " attempt(s)" : "") +
+      (state.hasAttribute("data-duration-ms") ? " · " + state.getAttribute("data-duration-ms") + " ms" : "");
+    ["input", "output", "error", "cause"].forEach(function (part) {
+      var row = panel.querySelector("[data-part=" + part + "]");
+      var value = state.getAttribute("data-" + part);
+      row.hidden = value === null;
+      row.querySelector("pre").textContent = value === null ? "" : pretty(value);
+    });
+  }
+  function pretty(text) {
+    try { return JSON.stringify(JSON.parse(text), null, 2); } catch (e) { return text; }
+  }
+  document.addEventListener("click", function (e) {
+    var state = e.target.closest && e.target.closest(".graph .tmg-state");
+    if (state) { showState(state); }
+  });
+  document.addEventListener("keydown", function (e) {
+    var state = (e.key === "Enter" || e.key === " ") && e.target.closest && e.target.closest(".graph .tmg-state");
+    if (state) { e.preventDefault(); showState(state); }
+  });
+
   if (!window.EventSource || ["overview", "tasks", "task"].indexOf(page) < 0) { return; }
 
   var url = "/events" + (taskId ? "?task=" + encodeURIComponent(taskId) : "");
