@@ -432,3 +432,33 @@ def test_a_log_line_shows_powertools_level_message_and_its_own_keys_not_the_boil
     assert log_line("START RequestId: 1 Version: $LATEST\n") == {
         "level": "", "message": "START RequestId: 1 Version: $LATEST", "extra": ""}
     assert log_line('["not", "a", "record"]')["message"] == '["not", "a", "record"]'
+
+
+def test_each_execution_is_drawn_from_the_definition_it_ran_not_the_deployed_one(monkeypatch, console_source):
+    """After a deploy or a `tmctl dev` swap, an older execution keeps the machine it ran on."""
+    from tmctl.core import executions
+    from tmctl.core.executions import Execution
+    from tmctl.core.trace import ExecutionTrace, Location, TaskTrace
+
+    ran = {"StartAt": "Before", "States": {"Before": {"Type": "Succeed"}}}
+    asked = []
+
+    def execution_definition(_sfn, arn):
+        asked.append(arn)
+        return ran
+
+    monkeypatch.setattr(executions, "execution_definition", execution_definition)
+    old = Execution("arn:aws:states:us-east-1:1:execution:m:old", "old", "SUCCEEDED", None)
+    trace = TaskTrace("t-1", {"taskID": "t-1", "status": "COMPLETED"}, Location("consumed", "gone"),
+                      [ExecutionTrace(old, [], [])], [], None)
+    monkeypatch.setattr("tmctl.core.trace.trace_task", lambda **_: trace)
+    source = console_source()
+    c = client(source)
+
+    page = c.get("/tasks/t-1").text
+    again = c.get("/tasks/t-1").text
+
+    assert 'data-testid="state-Before"' in page and page == again
+    deployed = source.definition()
+    assert deployed and "Before" not in deployed["States"]  # the deployed machine is another one
+    assert asked == [old.arn]  # what an execution ran never changes: asked once

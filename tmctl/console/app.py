@@ -127,8 +127,9 @@ def create_app(source: ConsoleSource, *, token: str, port: int, hub: live.Hub | 
 
     def task(request: Request) -> Response:
         view = source.task(request.path_params["task_id"])
-        executions = [{"trace": e, "drawing": drawing(view.definition, e.events),
-                       "states": state_rows(view.definition, e.steps, e.events)} for e in view.trace.executions]
+        executions = [{"trace": e, "drawing": drawing(view.definition_of(e.execution.arn), e.events),
+                       "states": state_rows(view.definition_of(e.execution.arn), e.steps, e.events)}
+                      for e in view.trace.executions]
         blank = None if executions else drawing(view.definition, None)  # no run yet: the machine, uncoloured
         return page(request, "task.html", view=view, t=view.trace, executions=executions, blank=blank,
                     states=state_rows(view.definition, None) if not (executions or blank) else [])

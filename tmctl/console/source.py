@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -74,6 +75,10 @@ class TaskView:
     definition: dict | None  # the deployed state machine's ASL
     can_redrive: bool
     can_retry: bool
+    ran: dict[str, dict] = field(default_factory=dict)  # execution arn → the definition it ran (else `definition`)
+
+    def definition_of(self, execution_arn: str) -> dict | None:
+        return self.ran.get(execution_arn) or self.definition
 
 
 @dataclass
@@ -97,7 +102,8 @@ class ConsoleSource:
         self.sqs, self.ddb, self.sfn, self.ssm, self.logs = sqs, ddb, sfn, ssm, logs
         self.session = session
         self.allow_writes = allow_writes
-        self._definition: dict | None = None
+        self._ran: dict[str, dict] = {}  # execution arn → the definition it ran
+        self._ran_lock = threading.Lock()
 
     # ------------------------------------------------------------ who may write
 
@@ -178,19 +184,35 @@ class ConsoleSource:
         trace = trace_task(ddb=self.ddb, sqs=self.sqs, sfn=self.sfn, logs=self.logs, backend=self.backend,
                            stack=self.stack, task_id=task_id, log_limit=log_limit)
         status = (trace.task or {}).get("status")
+        ran = {e.execution.arn: d for e in trace.executions if (d := self.execution_definition(e.execution.arn))}
         return TaskView(task_id, trace, self.definition(), can_redrive=trace.location.where == "DLQ",
-                        can_retry=status == Status.FAILED)
+                        can_retry=status == Status.FAILED, ran=ran)
 
     def definition(self) -> dict | None:
-        """executions.state_machine_definition (read once: a deploy restarts the console's figures anyway)."""
-        if self._definition is None:
-            from tmctl.core.executions import state_machine_definition
+        """executions.state_machine_definition: the deployed machine, read per page (a `tmctl dev` swap or a
+        deploy may change it while the console runs)."""
+        from tmctl.core.executions import state_machine_definition
+
+        try:
+            return state_machine_definition(self.sfn, self.stack.state_machine_arn)
+        except TmctlError:
+            return None
+
+    def execution_definition(self, execution_arn: str) -> dict | None:
+        """executions.execution_definition: what an execution ran, kept (it never changes), at most 256."""
+        if execution_arn not in self._ran:
+            from tmctl.core.executions import execution_definition
 
             try:
-                self._definition = state_machine_definition(self.sfn, self.stack.state_machine_arn)
+                found = execution_definition(self.sfn, execution_arn)
             except TmctlError:
-                return None
-        return self._definition
+                return None  # the page draws the deployed machine instead
+            with self._ran_lock:  # requests run on a thread pool
+                if len(self._ran) >= 256:
+                    self._ran.pop(next(iter(self._ran)))
+                self._ran[execution_arn] = found
+            return found
+        return self._ran.get(execution_arn)
 
     def retry(self, task_id: str):
         """executions.retry_task (`tmctl task retry`)."""

@@ -249,10 +249,24 @@ def state_machine_definition(sfn, state_machine_arn: str) -> dict:
         raw = sfn.describe_state_machine(stateMachineArn=state_machine_arn)["definition"]
     except ClientError as err:
         raise from_client_error(err, f"describe state machine {state_machine_arn}") from err
+    return _definition(raw, state_machine_arn)
+
+
+def execution_definition(sfn, execution_arn: str) -> dict:
+    """The definition an execution ran (DescribeStateMachineForExecution): after a
+    deploy or a `tmctl dev` swap, older executions keep the machine they ran on."""
+    try:
+        raw = sfn.describe_state_machine_for_execution(executionArn=execution_arn)["definition"]
+    except ClientError as err:
+        raise from_client_error(err, f"describe the state machine of {execution_arn}") from err
+    return _definition(raw, execution_arn)
+
+
+def _definition(raw: str, arn: str) -> dict:
     try:
         value = json.loads(raw)
     except ValueError:
-        raise TmctlError(f"the definition of {state_machine_arn} is not JSON") from None
+        raise TmctlError(f"the definition of {arn} is not JSON") from None
     return value if isinstance(value, dict) else {}
 
 
