@@ -46,17 +46,9 @@ def _resolve(ctx: typer.Context, queue: str | None) -> tuple[State, object, Back
     return st, sqs, backend, pair
 
 
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
-
-
 def _render_stats(stats: list[QueueStats], found_by: str):
+    from tmctl.core.queues import age_text
+
     by_role = {s.role: s for s in stats}
     cols = [r for r in ("main", "dlq") if r in by_role]
     rows = [
@@ -64,7 +56,7 @@ def _render_stats(stats: list[QueueStats], found_by: str):
         ("visible", *(by_role[r].visible for r in cols)),
         ("in flight", *(by_role[r].in_flight for r in cols)),
         ("delayed", *(by_role[r].delayed for r in cols)),
-        ("oldest message", *(_age(by_role[r].oldest_age_seconds) for r in cols)),
+        ("oldest message", *(age_text(by_role[r].oldest_age_seconds) for r in cols)),
         ("fifo", *("yes" if by_role[r].fifo else "no" for r in cols)),
         ("visibility timeout", *(f"{by_role[r].visibility_timeout}s" for r in cols)),
     ]

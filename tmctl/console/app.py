@@ -20,8 +20,9 @@ from starlette.staticfiles import StaticFiles
 
 from tmctl.console import graph, live
 from tmctl.console.security import CSRF_FIELD, Guard, csrf_token
-from tmctl.console.source import TASK_STATUSES, ConsoleSource, age_text, choices
+from tmctl.console.source import TASK_STATUSES, ConsoleSource, choices
 from tmctl.core.errors import NotFound, TmctlError, UsageError
+from tmctl.core.queues import age_text
 
 log = logging.getLogger("tmctl.console")
 HERE = Path(__file__).resolve().parent

@@ -16,7 +16,7 @@ from typing import Any
 from tmctl.core.backend import Backend
 from tmctl.core.contract import PRODUCTION_STAGES, Status
 from tmctl.core.errors import TmctlError
-from tmctl.core.queues import PeekResult, QueueStats
+from tmctl.core.queues import PeekResult, QueueStats, age_text
 from tmctl.core.redrive import RedriveReport
 from tmctl.core.stack import StackInfo
 from tmctl.core.target import Target
@@ -56,16 +56,6 @@ class Overview:
             out[f"{role}.oldest"] = age_text(q.oldest_age_seconds) if q else "-"
         out.update({f"executions.{k}": v for k, v in self.executions.items()})
         return out
-
-
-def age_text(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
 
 
 @dataclass

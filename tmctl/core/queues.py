@@ -455,6 +455,17 @@ def find_task_messages(sqs, backend: Backend, queue_url: str, task_id: str, *, a
 # ------------------------------------------------------------------ stats
 
 
+def age_text(seconds: float | None) -> str:
+    """A message's age as people read it: 45s, 12m, 3.5h; "-" when unknown."""
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
 @dataclass(frozen=True)
 class QueueStats:
     role: str  # main | dlq
