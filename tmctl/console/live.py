@@ -60,6 +60,11 @@ class Hub:
         self.listeners.add(queue)
         if task_id:
             self.watched[task_id] = self.watched.get(task_id, 0) + 1
+            # The page was rendered before this stream opened: a change in between was broadcast to the
+            # others only. Forget the task's last status and read at the next tick, so this page hears where
+            # the task is now (and reloads if that is not what it shows).
+            self.last_tasks.pop(task_id, None)
+            self._last_print = None
         if self.last_figures:
             queue.put_nowait(sse("overview", self.last_figures))
         if not self.running:
