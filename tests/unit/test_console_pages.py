@@ -263,3 +263,65 @@ def test_the_core_and_the_cli_import_no_web_code_at_module_level():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             offenders += [f"{path.relative_to(root)}: {n}" for n in names if n.startswith(web)]
     assert offenders == []
+
+
+def test_closing_the_hub_ends_every_open_stream_at_once():
+    from tmctl.console.live import stream
+
+    async def scenario():
+        hub = Hub(lambda: {"x": 1}, lambda watched: {}, lambda: 0, interval=0.01)
+
+        async def never_disconnected():
+            return False
+
+        async def drain(task_id):
+            return [chunk async for chunk in stream(hub, never_disconnected, task_id=task_id, keepalive=30)]
+
+        readers = [asyncio.ensure_future(drain(t)) for t in ("a", "a", None)]
+        await asyncio.sleep(0.05)
+        assert hub.watched == {"a": 2}
+        started = asyncio.get_running_loop().time()
+        hub.close()
+        got = await asyncio.wait_for(asyncio.gather(*readers), timeout=2)
+        return hub, got, asyncio.get_running_loop().time() - started
+
+    hub, got, took = asyncio.run(scenario())
+    assert took < 1  # not the 30 s keepalive
+    assert len(got) == 3
+    assert all(chunks[0] == b"retry: 1000\n\n" and sse("overview", {"x": 1}) in chunks for chunks in got)
+    assert hub.listeners == set() and hub.watched == {}
+
+
+def test_the_dlq_page_stays_light_with_large_messages(console_source, stack):
+    big = json.dumps({"taskID": "big", "blob": "x" * 100_000})
+    for _ in range(20):  # 2 MB of bodies
+        stack.sqs.send_message(QueueUrl=stack.dlq_url, MessageBody=big)
+    r = client(console_source()).get("/dlq?look=1")
+    assert r.status_code == 200
+    shown = r.text.count('data-testid="dlq-message-')
+    assert shown >= 10  # moto's receive-with-visibility-0 hands back the same first ten; AWS samples
+    assert shown * 100_000 > 4 * PAGE_LIMIT  # untrimmed, these bodies alone would be over 4× the limit
+    assert len(r.content) <= PAGE_LIMIT
+    assert "bytes in all: the export has every byte" in r.text
+
+
+def test_the_overview_renders_from_the_pollers_fresh_figures_without_asking_the_engine(console_source):
+    source = console_source()
+    figures = source.overview().figures()
+    figures["tasks.total"] = 4242
+
+    class FreshHub:
+        state = None
+
+        def current_figures(self):
+            return figures
+
+    def no_engine():
+        raise AssertionError("the overview asked the engine although the poller's figures were fresh")
+
+    source.overview = no_engine
+    c = TestClient(create_app(source, token=TOKEN, port=PORT, hub=FreshHub()), base_url=f"http://127.0.0.1:{PORT}")
+    c.cookies.set(cookie_name(PORT), TOKEN)
+    r = c.get("/")
+    assert r.status_code == 200, r.text
+    assert figure(r.text, "tasks.total") == "4242"

@@ -269,3 +269,48 @@ def test_console_without_its_extra_says_the_one_command_to_run(monkeypatch):
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert lines == ["tmctl: error: tmctl console needs its extra: pip install 'tmctl[console]'"]
+
+
+# ------------------------------------------------------------------ the socket: loopback, the port
+
+
+def test_the_console_binds_loopback_only_and_falls_back_from_a_taken_default_port():
+    import contextlib
+    import socket
+
+    from tmctl.console.server import DEFAULT_PORT, FALLBACK_PORTS, bind
+    from tmctl.core.errors import UsageError
+
+    def hold(port: int) -> socket.socket | None:
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            s.listen(1)
+            return s
+        except OSError:  # someone else's already: taken all the same
+            s.close()
+            return None
+
+    with contextlib.ExitStack() as held:
+        # every default port taken (by this test, or by whoever had it)
+        taken = [hold(p) for p in range(DEFAULT_PORT, DEFAULT_PORT + FALLBACK_PORTS)]
+        _ = [held.enter_context(s) for s in taken if s is not None]
+        fallback = held.enter_context(bind())
+        host, port = fallback.getsockname()
+        assert host == "127.0.0.1"
+        assert not DEFAULT_PORT <= port < DEFAULT_PORT + FALLBACK_PORTS
+        with pytest.raises(UsageError, match=f"port {port} on 127.0.0.1 is in use"):
+            bind(port)  # a --port given is taken as given, or refused
+
+
+def test_the_printed_url_carries_a_fresh_token_for_the_bound_port(console_source):
+    from tmctl.console.server import ConsoleServer
+
+    servers = [ConsoleServer(console_source(), port=0) for _ in range(2)]
+    try:
+        a, b = servers
+        assert a.token != b.token and len(a.token) >= 40
+        assert a.url == f"http://127.0.0.1:{a.port}/?token={a.token}"
+        assert a.sock.getsockname() == ("127.0.0.1", a.port)
+    finally:
+        _ = [s.sock.close() for s in servers]

@@ -95,8 +95,10 @@ def create_app(source: ConsoleSource, *, token: str, port: int, hub: live.Hub | 
     # ------------------------------------------------------------ pages
 
     def overview(request: Request) -> Response:
-        ov = source.overview()
-        return page(request, "overview.html", ov=ov, figures=ov.figures(), statuses=TASK_STATUSES)
+        figures = hub.current_figures()  # the live poller looked under a second ago: no need to ask again
+        if figures is None:
+            figures = source.overview().figures()
+        return page(request, "overview.html", figures=figures, statuses=TASK_STATUSES)
 
     def overview_json(request: Request) -> Response:
         return JSONResponse(source.overview().figures())
@@ -188,7 +190,9 @@ def create_app(source: ConsoleSource, *, token: str, port: int, hub: live.Hub | 
             before, after = await _run(source.set_setting, key, value)
         except UsageError as err:  # refused before anything was written
             return await _run(_config_page, request, None, str(err), 400, {key: value})
-        message = (f"{key}: {before.value} → {after.value} (version {after.version})"
+        cache = source.config_cache_seconds()
+        message = (f"{key}: {before.value} → {after.value} (version {after.version}); the functions follow "
+                   + (f"within {cache} s" if cache else "once their cached value expires")
                    if before.version != after.version else f"{key} is already {after.value}; nothing written")
         return await _run(_config_page, request, message, None)
 

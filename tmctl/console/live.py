@@ -48,8 +48,18 @@ class Hub:
         self.polls = 0  # full reads, for tests and the benchmark
         self.ticks = 0  # cheap looks
         self._task: asyncio.Task | None = None
+        self.closing = False  # the server is shutting down: every stream ends (set from its loop)
+        self._wake: set[asyncio.Event] = set()
         self._last_print: Any = None
         self._last_full = 0.0
+        self._last_tick = 0.0  # when a tick last saw the engine (monotonic)
+
+    def current_figures(self) -> dict | None:
+        """The figures as of the last tick, when the poller runs and looked within two intervals (a page
+        can render from them without asking the engine); None otherwise."""
+        if self.running and self.last_figures and time.monotonic() - self._last_tick <= 2 * self.interval + 0.5:
+            return self.last_figures
+        return None
 
     @property
     def running(self) -> bool:
@@ -79,6 +89,12 @@ class Hub:
                 del self.watched[task_id]
         # the poller sees nobody left at its next tick and ends
 
+    def close(self) -> None:
+        """End every open stream now (the server is stopping: nothing waits for them)."""
+        self.closing = True
+        for event in list(self._wake):
+            event.set()
+
     def _broadcast(self, message: bytes) -> None:
         for queue in list(self.listeners):
             if queue.full():
@@ -101,6 +117,7 @@ class Hub:
         fingerprint = await asyncio.to_thread(self._fingerprint)
         now = time.monotonic()
         if fingerprint == self._last_print and now - self._last_full < self.refresh_every:
+            self._last_tick = now
             return
         self._last_print, self._last_full = fingerprint, now
         self.polls += 1
@@ -109,6 +126,7 @@ class Hub:
         if figures != self.last_figures:
             self.last_figures = figures
             self._broadcast(sse("overview", figures))
+        self._last_tick = time.monotonic()
         changed = {k: v for k, v in statuses.items() if self.last_tasks.get(k) != v}
         self.last_tasks = {**self.last_tasks, **statuses}
         if changed:
@@ -119,15 +137,27 @@ async def stream(hub: Hub, is_disconnected: Callable, *, task_id: str | None = N
     """The body of one page's event stream: the hub's events, a comment line
     every `keepalive` seconds (so a dead connection is noticed), until the page goes."""
     queue = hub.subscribe(task_id)
+    closing = asyncio.Event()
+    hub._wake.add(closing)
+    waits: tuple[asyncio.Future, ...] = ()
     try:
         yield b"retry: 1000\n\n"
-        while True:
-            try:
-                message = await asyncio.wait_for(queue.get(), timeout=keepalive)
-            except TimeoutError:
-                if await is_disconnected():
-                    return
-                message = b": keepalive\n\n"
-            yield message
+        while not hub.closing:
+            getter = asyncio.ensure_future(queue.get())
+            stopper = asyncio.ensure_future(closing.wait())
+            waits = (getter, stopper)
+            done, _ = await asyncio.wait(waits, timeout=keepalive, return_when=asyncio.FIRST_COMPLETED)
+            for pending in waits:
+                if pending not in done:
+                    pending.cancel()
+            if getter in done:
+                yield getter.result()
+            elif stopper in done or await is_disconnected():
+                return
+            else:
+                yield b": keepalive\n\n"
     finally:
+        for pending in waits:  # cancelled mid-wait (the page went): leave no task behind
+            pending.cancel()
+        hub._wake.discard(closing)
         hub.unsubscribe(queue, task_id)

@@ -68,8 +68,15 @@ class ConsoleServer:
         self.token = token or new_token()
         self.app = create_app(source, token=self.token, port=self.port)
         # lifespan off: nothing to set up; a short graceful shutdown: the event streams never end on their own
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off",
-                                                    timeout_graceful_shutdown=1))
+        hub = self.app.app.state.hub
+
+        class Server(uvicorn.Server):
+            async def shutdown(self, sockets=None) -> None:
+                hub.close()  # the event streams end by themselves: nothing for the shutdown to cancel
+                await super().shutdown(sockets)
+
+        self.server = Server(uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off",
+                                            timeout_graceful_shutdown=2))
         self._thread: threading.Thread | None = None
 
     @property

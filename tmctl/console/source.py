@@ -24,6 +24,9 @@ TASK_STATUSES = tuple(s.value for s in Status)
 EXECUTIONS_WINDOW = dt.timedelta(hours=1)
 DLQ_PEEK_LIMIT = 50
 FINGERPRINT_EXECUTIONS = 10  # the newest executions a live tick looks at
+# Tasks counted per status at most (`tmctl status` stops at 1,000): COUNT queries read the index, so a
+# higher cap costs the engine more per refresh only on stages that big.
+TASK_COUNT_CAP = 100_000
 
 
 @dataclass
@@ -129,7 +132,7 @@ class ConsoleSource:
 
         since = dt.datetime.now(dt.UTC) - EXECUTIONS_WINDOW
         with ThreadPoolExecutor(max_workers=3) as pool:
-            tasks_f = pool.submit(tasks_by_status, self.ddb, self.stack.table)
+            tasks_f = pool.submit(tasks_by_status, self.ddb, self.stack.table, TASK_COUNT_CAP)
             stats_f = pool.submit(lambda: queue_stats(self.backend, self.pair()))
             ex_f = pool.submit(list_executions, self.sfn, self.stack.state_machine_arn, since=since, limit=None)
             stats = {s.role: s for s in stats_f.result()}
@@ -214,7 +217,7 @@ class ConsoleSource:
             note = ("AWS has no non-consuming look: showing the messages means receiving them (each receive "
                     "counts toward maxReceiveCount)")
         now = time.time()
-        messages = [{"m": m, "body": pretty_body(m.body),
+        messages = [{"m": m, "body": shown_body(m.body),
                      "age": age_text(now - m.sent_timestamp) if m.sent_timestamp else "-"}
                     for m in (result.messages if result else [])]
         return DlqView(dlq.name, dlq.url, result, note, stats, messages)
@@ -258,11 +261,25 @@ class ConsoleSource:
 
         return list_settings(self.ssm, self.config_path())
 
+    def config_cache_seconds(self) -> str | None:
+        """How soon the functions follow a change, as the stack says (as `tmctl config set` reports it)."""
+        return self.stack.outputs.get("ConfigCacheSeconds")
+
     def set_setting(self, key: str, value: str):
         """config.set_setting (`tmctl config set`): refused before writing when invalid."""
         from tmctl.core.config import set_setting
 
         return set_setting(self.ssm, self.config_path(), key, value, stage=self.target.stage)
+
+
+BODY_SHOWN = 2000  # characters of a message body on the DLQ page (50 bodies of up to 256 KiB would not be light)
+
+
+def shown_body(body: str, limit: int = BODY_SHOWN) -> str:
+    pretty = pretty_body(body)
+    if len(pretty) <= limit:
+        return pretty
+    return pretty[:limit] + f"\n… ({len(body.encode())} bytes in all: the export has every byte)"
 
 
 def pretty_body(body: str) -> str:

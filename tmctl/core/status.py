@@ -88,8 +88,8 @@ def count_tasks(ddb, table: str, status: str, cap: int = COUNT_CAP) -> int:
     return n
 
 
-def tasks_by_status(ddb, table: str) -> dict[str, int]:
-    return {s: count_tasks(ddb, table, s) for s in TASK_STATUSES}
+def tasks_by_status(ddb, table: str, cap: int = COUNT_CAP) -> dict[str, int]:
+    return {s: count_tasks(ddb, table, s, cap) for s in TASK_STATUSES}
 
 
 def stack_status(sqs, sfn, lam, ddb, stack: StackInfo, engine: str = "", session=None) -> StackStatus:
