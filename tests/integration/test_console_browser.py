@@ -169,3 +169,20 @@ def test_a_poisoned_task_followed_through_the_console_to_completed(env, console,
     expect(execution.locator('[data-outcome="failed"]')).to_have_count(0)
     expect(page.get_by_test_id("history")).to_contain_text("redriven")
     assert not page.problems, page.problems
+
+
+def test_an_unknown_task_is_an_error_page_whose_back_link_goes_back(console, page):
+    from playwright.sync_api import expect
+
+    # GIVEN the task list, then a task that does not exist
+    page.goto(console.url)
+    page.get_by_test_id("nav-tasks").click()
+    page.wait_for_url(f"{console.base_url}/tasks")
+    missing = uid("nobody")
+    assert page.goto(f"{console.base_url}/tasks/{missing}").status == 404
+    expect(page.get_by_test_id("error")).to_contain_text(missing)
+
+    # WHEN its back link is clicked THEN the browser goes back: no javascript: URL for the CSP to block
+    page.get_by_test_id("back").click()
+    page.wait_for_url(f"{console.base_url}/tasks")
+    assert [p for p in page.problems if "404" not in p] == []
