@@ -25,6 +25,14 @@ from tmctl.core import settings
 
 pytestmark = pytest.mark.integration
 
+# Skipped at collection, before the session's stack is deployed for nothing.
+pw = pytest.importorskip("playwright.sync_api",
+                         reason="the playwright package is not installed (pip install -e '.[dev]')")
+CHROMIUM = settings.TEST_CHROMIUM.get() or shutil.which("chromium")
+if not CHROMIUM:
+    pytest.skip(f"no chromium: install Debian's (apt-get install chromium) or set {settings.TEST_CHROMIUM.name}",
+                allow_module_level=True)
+
 CONFIG_CACHE_SECONDS = 5  # the Lambdas cache the failure switch this long (taskcore.config)
 # Debian's chromium as root in a container: no sandbox, no GPU, nothing fetched from Google.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -37,18 +45,7 @@ def uid(prefix: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def chromium() -> str:
-    """The browser to drive, or a skip saying what is missing (before the stack is deployed)."""
-    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (pip install "
-                                                      "-e '.[dev]')")
-    path = settings.TEST_CHROMIUM.get() or shutil.which("chromium")
-    if not path:
-        pytest.skip(f"no chromium: install Debian's (apt-get install chromium) or set {settings.TEST_CHROMIUM.name}")
-    return path
-
-
-@pytest.fixture(scope="module")
-def console(chromium, env):
+def console(env):
     from tmctl.console.server import ConsoleServer
     from tmctl.console.source import ConsoleSource
     from tmctl.core.backend import detect
@@ -64,11 +61,9 @@ def console(chromium, env):
 
 
 @pytest.fixture(scope="module")
-def browser(chromium):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+def browser():
+    with pw.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             yield b
         finally:
@@ -98,12 +93,10 @@ def switch_restored(env):
 
 
 def test_a_poisoned_task_followed_through_the_console_to_completed(env, console, page, switch_restored):
-    from playwright.sync_api import expect
-
     # GIVEN the overview, opened from the URL `tmctl console` prints (the token becomes a cookie)
     page.goto(console.url)
     assert page.url == console.base_url + "/"
-    expect(page.get_by_test_id("live")).to_have_attribute("data-state", "on")
+    pw.expect(page.get_by_test_id("live")).to_have_attribute("data-state", "on")
     total = page.locator('[data-figure="tasks.total"]')
     dlq_total = page.locator('[data-figure="dlq.total"]')
     before, dlq_before = int(total.inner_text()), int(dlq_total.inner_text())
@@ -113,10 +106,10 @@ def test_a_poisoned_task_followed_through_the_console_to_completed(env, console,
     assert env.api.create({"taskID": task_id, "title": "poisoned in the browser"}).status == 202
 
     # THEN the overview follows without a reload: one more task, then a DLQ box in red
-    expect(total).to_have_text(str(before + 1))
-    expect(dlq_total).to_have_text(str(dlq_before + 1), timeout=20_000)
-    expect(page.get_by_test_id("box-dlq")).to_have_attribute("data-alert", "true")
-    expect(page.get_by_test_id("box-dlq")).to_have_css("border-top-color", RED)  # after its transition
+    pw.expect(total).to_have_text(str(before + 1))
+    pw.expect(dlq_total).to_have_text(str(dlq_before + 1), timeout=20_000)
+    pw.expect(page.get_by_test_id("box-dlq")).to_have_attribute("data-alert", "true")
+    pw.expect(page.get_by_test_id("box-dlq")).to_have_css("border-top-color", RED)  # after its transition
 
     # AND its page, opened from the search, turns DEAD_LETTERED: the failure in red, no workflow run
     page.get_by_test_id("nav-tasks").click()
@@ -124,63 +117,61 @@ def test_a_poisoned_task_followed_through_the_console_to_completed(env, console,
     page.get_by_test_id("task-search").press("Enter")
     page.wait_for_url(f"**/tasks/{task_id}")
     status = page.get_by_test_id("task-status")
-    expect(status).to_have_text("DEAD_LETTERED", timeout=20_000)
-    expect(status).to_have_css("color", RED)
+    pw.expect(status).to_have_text("DEAD_LETTERED", timeout=20_000)
+    pw.expect(status).to_have_css("color", RED)
     failed = page.get_by_test_id("history").locator("li.h-failed")
-    expect(failed).to_contain_text("dead-lettered")
-    expect(failed).to_contain_text("InjectedFailure")
-    expect(failed).to_have_css("color", RED)
-    expect(page.get_by_test_id("message-where")).to_have_attribute("data-where", "DLQ")
-    expect(page.get_by_test_id("no-executions")).to_be_visible()
+    pw.expect(failed).to_contain_text("dead-lettered")
+    pw.expect(failed).to_contain_text("InjectedFailure")
+    pw.expect(failed).to_have_css("color", RED)
+    pw.expect(page.get_by_test_id("message-where")).to_have_attribute("data-where", "DLQ")
+    pw.expect(page.get_by_test_id("no-executions")).to_be_visible()
 
     # WHEN the switch is fixed on the config page (only boom-* fails now)
     page.get_by_test_id("nav-config").click()
     rules = [r for r in FAILURE_RULES if r["match"] != "poison-*"]
     page.get_by_test_id("value-failure-injection").fill(json.dumps(rules))
     page.get_by_test_id("save-failure-injection").click()
-    expect(page.get_by_test_id("config-message")).to_contain_text("failure-injection")
+    pw.expect(page.get_by_test_id("config-message")).to_contain_text("failure-injection")
     page.wait_for_timeout((CONFIG_CACHE_SECONDS + 0.5) * 1000)  # the Lambdas' cached switch expires
 
     # AND its message is redriven from the DLQ page: ticked, dry run, then redrive
     page.get_by_test_id("nav-dlq").click()
     page.get_by_label(f"select {task_id}").check()
     page.get_by_test_id("dlq-preview").click()
-    expect(page.get_by_test_id("dry-run").get_by_test_id("acc-matched")).to_have_text("1")
-    expect(page.get_by_label(f"select {task_id}")).to_be_checked()  # the selection survives the dry run
+    pw.expect(page.get_by_test_id("dry-run").get_by_test_id("acc-matched")).to_have_text("1")
+    pw.expect(page.get_by_label(f"select {task_id}")).to_be_checked()  # the selection survives the dry run
     page.get_by_test_id("dlq-redrive").click()
-    expect(page.get_by_test_id("acc-moved")).to_have_text("1")
-    expect(page.get_by_test_id("accounting")).to_have_attribute("data-ok", "true")
+    pw.expect(page.get_by_test_id("acc-moved")).to_have_text("1")
+    pw.expect(page.get_by_test_id("accounting")).to_have_attribute("data-ok", "true")
 
     # THEN its page follows it to COMPLETED, the workflow's path green
     page.goto(f"{console.base_url}/tasks/{task_id}")
-    expect(status).to_have_text("COMPLETED", timeout=20_000)
-    expect(status).to_have_css("color", GREEN)
+    pw.expect(status).to_have_text("COMPLETED", timeout=20_000)
+    pw.expect(status).to_have_css("color", GREEN)
     execution = page.locator('[data-testid^="execution-"]').first
-    expect(execution).to_have_attribute("data-status", "SUCCEEDED")
+    pw.expect(execution).to_have_attribute("data-status", "SUCCEEDED")
     # a redriven message finds the task already past PROCESSING: MarkProcessing's condition is caught (the
     # expected detour, amber) and Resume sends it through MarkRedriven
-    expect(execution.get_by_test_id("state-MarkProcessing")).to_have_attribute("data-outcome", "caught")
+    pw.expect(execution.get_by_test_id("state-MarkProcessing")).to_have_attribute("data-outcome", "caught")
     for state in ("MarkRedriven", "RunSteps", "MarkCompleted"):
         node = execution.get_by_test_id(f"state-{state}")
-        expect(node).to_have_attribute("data-outcome", "succeeded")
-        expect(node).to_have_css("border-top-color", GREEN)
+        pw.expect(node).to_have_attribute("data-outcome", "succeeded")
+        pw.expect(node).to_have_css("border-top-color", GREEN)
     for state in ("MarkFailed", "TaskFailed"):
-        expect(execution.get_by_test_id(f"state-{state}")).to_have_attribute("data-outcome", "not-run")
-    expect(execution.locator('[data-outcome="failed"]')).to_have_count(0)
-    expect(page.get_by_test_id("history")).to_contain_text("redriven")
+        pw.expect(execution.get_by_test_id(f"state-{state}")).to_have_attribute("data-outcome", "not-run")
+    pw.expect(execution.locator('[data-outcome="failed"]')).to_have_count(0)
+    pw.expect(page.get_by_test_id("history")).to_contain_text("redriven")
     assert not page.problems, page.problems
 
 
 def test_an_unknown_task_is_an_error_page_whose_back_link_goes_back(console, page):
-    from playwright.sync_api import expect
-
     # GIVEN the task list, then a task that does not exist
     page.goto(console.url)
     page.get_by_test_id("nav-tasks").click()
     page.wait_for_url(f"{console.base_url}/tasks")
     missing = uid("nobody")
     assert page.goto(f"{console.base_url}/tasks/{missing}").status == 404
-    expect(page.get_by_test_id("error")).to_contain_text(missing)
+    pw.expect(page.get_by_test_id("error")).to_contain_text(missing)
 
     # WHEN its back link is clicked THEN the browser goes back: no javascript: URL for the CSP to block
     page.get_by_test_id("back").click()
