@@ -56,8 +56,8 @@ def main() -> None:
                     if name in ("overview", "tasks", "task-failed", "task-completed"):
                         page.wait_for_selector('#live[data-state="on"]')
                     if name.startswith("task-"):  # the workflow's path, not only the item, in the picture
-                        page.locator('[data-testid^="execution-"]').first.scroll_into_view_if_needed()
-                        page.evaluate("() => window.scrollBy(0, -120)")
+                        page.locator('[data-testid^="execution-"]').first.evaluate(
+                            "el => { el.scrollIntoView({block: 'start'}); window.scrollBy(0, -70); }")
                     page.wait_for_timeout(700)  # the live figures' highlight has faded
                     file = args.out / f"{name}.png"
                     page.screenshot(path=file)
