@@ -225,3 +225,27 @@ def test_the_command_prints_its_url_serves_it_and_ctrl_c_exits_0(env):
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr
     assert f"tmctl console for stack {env.stack.name}" in stderr
+
+
+def test_a_failed_task_is_retried_from_its_page_once_the_cause_is_fixed(env, console, browser, switch_restored):
+    task_id = uid("boom")  # FAILURE_RULES: the process step fails boom-*
+    assert env.api.create({"taskID": task_id, "title": "fails in process"}).status == 202
+    wait_for(lambda: env.api.get(task_id).body, lambda t: t.get("status") == "FAILED", timeout=30)
+    page = browser.get(f"/tasks/{task_id}").text
+    assert 'data-testid="retry-task"' in page and 'data-testid="redrive-task"' not in page
+    assert 'data-status="FAILED"' in page  # its execution
+    if 'data-testid="graph"' not in page:
+        assert re.search(r'data-testid="state-MarkFailed" data-outcome="(succeeded|caught)"', page)
+        assert 'data-testid="state-MarkCompleted" data-outcome="not-run"' in page
+
+    env.set_failure_rules([r for r in FAILURE_RULES if r["match"] != "boom-*"])
+    time.sleep(CONFIG_CACHE_SECONDS + 0.5)
+    done = write(console, browser, f"/tasks/{task_id}/retry", {})
+    assert done.status_code == 200, done.text
+    assert 'data-testid="retry-result"' in done.text
+    final = wait_for(lambda: env.api.get(task_id).body, lambda t: t.get("status") == "COMPLETED", timeout=30)
+    assert final["status"] == "COMPLETED"
+    assert "retried" in [h["step"] for h in final["history"]]
+    # the queues and executions pages on the engine: its inspection endpoint, its executions
+    assert 'data-testid="queue-messages"' in browser.get("/queues").text
+    assert f'href="/tasks/{task_id}"' in browser.get("/executions").text

@@ -98,9 +98,9 @@ def test_overview_shows_the_cores_figures_and_links_each_box(console_source, sta
     assert figure(html, "tasks.PENDING") == "2"  # 0 and 6
     assert figure(html, "queue.visible") == "3"
     assert figure(html, "dlq.total") == "1"
-    assert re.search(r'class="box alert" href="/dlq" id="box-dlq" data-testid="box-dlq"\s+data-alert="true"', html)
-    for box, href in (("box-table", "/tasks"), ("box-queue", "/dlq"), ("box-workflow", "/tasks"),
-                      ("box-processor", "/tasks?status=PROCESSING"), ("box-api", "/tasks")):
+    assert re.search(r'id="box-dlq" data-testid="box-dlq"\s+data-alert="true"', html)
+    for box, href in (("box-table", "/tasks"), ("box-queue", "/queues"), ("box-workflow", "/executions"),
+                      ("box-processor", "/queues"), ("box-api", "/tasks"), ("box-dlq", "/dlq")):
         assert re.search(rf'href="{re.escape(href)}" id="{box}"', html), box
     assert len(r.content) <= PAGE_LIMIT
 
@@ -325,3 +325,75 @@ def test_the_overview_renders_from_the_pollers_fresh_figures_without_asking_the_
     r = c.get("/")
     assert r.status_code == 200, r.text
     assert figure(r.text, "tasks.total") == "4242"
+
+
+def test_the_queues_and_executions_pages(console_source, stack):
+    for i in range(2):
+        stack.sqs.send_message(QueueUrl=stack.queue_url, MessageBody=json.dumps({"taskID": f"q-{i}"}))
+    started = stack.sfn.start_execution(stateMachineArn=stack.state_machine_arn, name="t-0001-abc123",
+                                        input=json.dumps({"taskID": "t-0001"}))
+    assert started["executionArn"]
+    c = client(console_source())
+    queues = c.get("/queues")
+    assert queues.status_code == 200
+    assert re.search(r'data-testid="main-visible">2<', queues.text)
+    assert "Not looked at" in queues.text  # AWS: the main queue is never received from the console
+    executions = c.get("/executions")
+    assert executions.status_code == 200
+    assert 'data-testid="execution-row-t-0001-abc123"' in executions.text
+    assert 'href="/tasks/t-0001"' in executions.text
+    assert c.get("/executions?status=FAILED").text.count('data-testid="execution-row-') == 0
+    assert len(executions.content) <= PAGE_LIMIT
+
+
+def test_the_drawing_is_used_when_the_graph_module_is_there_and_a_failing_one_falls_back(monkeypatch):
+    import sys
+    import types
+
+    from tmctl.console.app import drawing
+
+    calls = []
+    fake = types.ModuleType("tmctl.console.graph")
+    fake.path_from_history = lambda events: calls.append(("path", len(events))) or {"A": "succeeded"}
+    fake.render_svg = lambda definition, path: calls.append(("svg", path)) or '<svg data-testid="state-A"/>'
+    monkeypatch.setitem(sys.modules, "tmctl.console.graph", fake)
+    definition = {"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}
+    assert str(drawing(definition, [{"type": "ExecutionStarted"}])) == '<svg data-testid="state-A"/>'
+    assert calls == [("path", 1), ("svg", {"A": "succeeded"})]
+    assert str(drawing(definition, [])) == '<svg data-testid="state-A"/>'  # no history: no path
+    assert calls[-1] == ("svg", None)
+
+    def broken(definition, path):
+        raise ValueError("an ASL shape it does not know")
+
+    fake.render_svg = broken
+    assert drawing(definition, [{"type": "ExecutionStarted"}]) is None  # the page lists the states instead
+    monkeypatch.setitem(sys.modules, "tmctl.console.graph", None)  # the module not there at all
+    assert drawing(definition, [{"type": "ExecutionStarted"}]) is None
+
+
+def test_a_pipeline_that_moves_on_every_tick_gets_full_reads_for_at_most_a_fifth_of_the_time():
+    import itertools
+    import time as clock
+
+    from tmctl.console.live import READ_SHARE
+
+    counter = itertools.count()
+
+    def slow_figures():
+        clock.sleep(0.05)  # a full read of a big stage
+        return {"n": next(counter)}
+
+    async def scenario():
+        hub = Hub(slow_figures, lambda watched: {}, lambda: clock.monotonic(), interval=0.005, refresh_every=60)
+        q = hub.subscribe()
+        started = clock.monotonic()
+        await asyncio.sleep(1.0)
+        hub.unsubscribe(q)
+        return hub, clock.monotonic() - started
+
+    hub, took = asyncio.run(scenario())
+    reading = hub.polls * 0.05
+    assert hub.polls >= 2
+    assert reading / took <= READ_SHARE + 0.06  # one read's worth of slack
+    assert hub.ticks > 3 * hub.polls  # the cheap looks went on in between

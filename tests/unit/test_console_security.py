@@ -6,6 +6,7 @@ nothing. These never skip: the extra is part of the dev install."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from starlette.testclient import TestClient
@@ -314,3 +315,64 @@ def test_the_printed_url_carries_a_fresh_token_for_the_bound_port(console_source
         assert a.sock.getsockname() == ("127.0.0.1", a.port)
     finally:
         _ = [s.sock.close() for s in servers]
+
+
+# ------------------------------------------------------------------ the command
+
+
+@pytest.fixture
+def served(monkeypatch):
+    """`tmctl console` up to the point it would serve: the stack and backend faked, serving = Ctrl-C at once."""
+    from tmctl.cli.context import State
+    from tmctl.console.server import ConsoleServer
+    from tmctl.core.backend import AWS, Backend
+    from tmctl.core.stack import StackInfo
+
+    opened: list[str] = []
+    monkeypatch.setattr(State, "stack", lambda self: StackInfo(
+        f"taskmanager-{self.target().stage}", "CREATE_COMPLETE", {}, {}, "http://api.invalid"))
+    monkeypatch.setattr(State, "backend", lambda self: Backend(AWS))
+
+    def serve(self):
+        self.sock.close()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ConsoleServer, "serve", serve)
+    monkeypatch.setattr("webbrowser.open", opened.append)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    return opened
+
+
+def run_console(*args: str, env: dict | None = None):
+    from typer.testing import CliRunner
+
+    from tmctl.cli.app import app
+
+    return CliRunner().invoke(app, ["console", "--port", "0", *args], env=env)
+
+
+def test_the_command_prints_the_url_opens_the_browser_and_ctrl_c_is_exit_0(served, monkeypatch):
+    monkeypatch.setenv("DISPLAY", ":0")
+    result = run_console()
+    assert result.exit_code == 0, result.stderr
+    (url,) = result.stdout.splitlines()
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/\?token=[A-Za-z0-9_-]{40,}", url)
+    assert served == [url]
+    assert "read-write" in result.stderr
+
+
+def test_no_open_or_no_display_opens_no_browser(served, monkeypatch):
+    monkeypatch.setenv("DISPLAY", ":0")
+    assert run_console("--no-open").exit_code == 0
+    monkeypatch.delenv("DISPLAY")
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert run_console().exit_code == 0
+    assert served == []
+
+
+def test_the_command_says_when_it_is_read_only(served):
+    result = run_console("--no-open", env={"TMCTL_STAGE": "prod"})
+    assert result.exit_code == 0, result.stderr
+    assert "read-only (AWS production stage; --allow-writes to act)" in result.stderr
+    allowed = run_console("--no-open", "--allow-writes", env={"TMCTL_STAGE": "prod"})
+    assert "read-write" in allowed.stderr

@@ -5,6 +5,7 @@ live figures. Every request first passes `security.Guard`."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -22,6 +23,7 @@ from tmctl.console.security import CSRF_FIELD, Guard, csrf_token
 from tmctl.console.source import TASK_STATUSES, ConsoleSource, age_text, choices
 from tmctl.core.errors import NotFound, TmctlError, UsageError
 
+log = logging.getLogger("tmctl.console")
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
@@ -33,7 +35,6 @@ def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True,
                              lstrip_blocks=True)
     env.filters["age"] = age_text
-    env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True, default=str, ensure_ascii=False)
     return env
 
 
@@ -50,8 +51,13 @@ def drawing(definition: dict | None, events: list[dict] | None) -> Markup | None
         if err.name != "tmctl.console.graph":
             raise
         return None
-    path = graph.path_from_history(events) if events else None
-    return Markup(graph.render_svg(definition, path))  # noqa: S704 - SVG built by our own module, escaped there
+    try:
+        path = graph.path_from_history(events) if events else None
+        svg = graph.render_svg(definition, path)
+    except Exception:  # a drawing that fails must not take the task's page with it: the states as a list
+        log.exception("drawing the state machine failed")
+        return None
+    return Markup(svg)  # noqa: S704 - SVG built by our own module, escaped there
 
 
 def state_rows(definition: dict | None, steps: list | None) -> list[dict]:
@@ -118,6 +124,17 @@ def create_app(source: ConsoleSource, *, token: str, port: int, hub: live.Hub | 
                        "states": state_rows(view.definition, e.steps)} for e in view.trace.executions]
         return page(request, "task.html", view=view, t=view.trace, executions=executions,
                     states=state_rows(view.definition, None) if not executions else [])
+
+    def queues(request: Request) -> Response:
+        stats, pair, result, messages = source.queues()
+        return page(request, "queues.html", stats=stats, pair=pair, peek=result, messages=messages)
+
+    def executions(request: Request) -> Response:
+        from tmctl.core.executions import STATUSES
+
+        status = request.query_params.get("status") or None
+        return page(request, "executions.html", executions=source.executions(status), status=status,
+                    statuses=STATUSES)
 
     def dlq(request: Request) -> Response:
         look = request.query_params.get("look") == "1"
@@ -222,6 +239,8 @@ def create_app(source: ConsoleSource, *, token: str, port: int, hub: live.Hub | 
         Route("/tasks/{task_id}", task),
         Route("/tasks/{task_id}/redrive", task_redrive, methods=["POST"]),
         Route("/tasks/{task_id}/retry", task_retry, methods=["POST"]),
+        Route("/queues", queues),
+        Route("/executions", executions),
         Route("/dlq", dlq),
         Route("/dlq/export", dlq_export),
         Route("/dlq/preview", dlq_preview, methods=["POST"]),

@@ -24,9 +24,9 @@ TASK_STATUSES = tuple(s.value for s in Status)
 EXECUTIONS_WINDOW = dt.timedelta(hours=1)
 DLQ_PEEK_LIMIT = 50
 FINGERPRINT_EXECUTIONS = 10  # the newest executions a live tick looks at
-# Tasks counted per status at most (`tmctl status` stops at 1,000): COUNT queries read the index, so a
-# higher cap costs the engine more per refresh only on stages that big.
-TASK_COUNT_CAP = 100_000
+# Tasks counted per status at most (`tmctl status` stops at 1,000): a COUNT query still reads the index
+# (~65 ms for 1,000 tasks on the embedded emulator), so the overview's cost grows with the stage up to this.
+TASK_COUNT_CAP = 10_000
 
 
 @dataclass
@@ -198,6 +198,31 @@ class ConsoleSource:
 
         return retry_task(self.sfn, self.ddb, self.stack, task_id, can_redrive=self.backend.has_redrive_execution,
                           settle=2.0)
+
+    def queues(self):
+        """The main queue and its DLQ side by side, and the main queue's messages where the engine can show
+        them without a receive (queues.queue_stats + queues.peek, as `tmctl queue stats` / `queue peek`).
+        On AWS the main queue is never looked at from here: each look would count toward the DLQ."""
+        from tmctl.core.queues import peek, queue_stats
+
+        pair = self.pair()
+        stats = queue_stats(self.backend, pair)
+        main = pair.require_main()
+        result = None
+        if self.backend.peek_url is not None:
+            result = peek(self.sqs, self.backend, main.url, limit=DLQ_PEEK_LIMIT)
+        now = time.time()
+        messages = [{"m": m, "body": shown_body(m.body),
+                     "age": age_text(now - m.sent_timestamp) if m.sent_timestamp else "-"}
+                    for m in (result.messages if result else [])]
+        return stats, pair, result, messages
+
+    def executions(self, status: str | None = None, limit: int = 50):
+        """executions.list_executions (`tmctl executions list`), newest first."""
+        from tmctl.core.executions import list_executions
+
+        return list_executions(self.sfn, self.stack.state_machine_arn, status=status or None, limit=limit,
+                               page_size=limit)
 
     # ------------------------------------------------------------ the DLQ
 

@@ -6,11 +6,6 @@
   var page = body.getAttribute("data-page");
   var taskId = body.getAttribute("data-task-id");
   var live = document.getElementById("live");
-  document.querySelectorAll("a[data-back]").forEach(function (a) {
-    a.addEventListener("click", function (e) {
-      if (history.length > 1) { e.preventDefault(); history.back(); }
-    });
-  });
   if (!window.EventSource || ["overview", "tasks", "task"].indexOf(page) < 0) { return; }
 
   var url = "/events" + (taskId ? "?task=" + encodeURIComponent(taskId) : "");
