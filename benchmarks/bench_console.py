@@ -477,7 +477,8 @@ def main() -> None:
                 paint = first_paint(b, console, args.loads)
                 weights = page_weights(b, console, {
                     "overview": "/", "tasks": "/tasks", "task (completed)": f"/tasks/{completed_id}",
-                    "task (dead-lettered)": f"/tasks/{poisoned_id}", "DLQ": "/dlq", "config": "/config"})
+                    "task (dead-lettered)": f"/tasks/{poisoned_id}", "queues": "/queues", "executions": "/executions",
+                    "DLQ": "/dlq", "config": "/config"})
                 live = changes(b, console, stage, args.changes, run)
                 refused = refusals(b, console, stage)
             core = core_calls(stage)

@@ -7,7 +7,8 @@ state dir, stopped by pid at the end), `tmctl up`, a few tasks through the API:
 completed ones, two the processor keeps failing (dead-lettered: the DLQ page),
 one whose `process` step fails (FAILED: the failed path in red). Then
 `tmctl console --no-open --port 0` and Debian's chromium at 1280×800: overview,
-tasks, the failed task, a completed task, the DLQ and the config, one PNG each
+tasks, the failed task, a completed task, queues, executions, the DLQ and the
+config, one PNG each
 (the viewport, not the whole page; each well under 150 KB).
 """
 
@@ -50,7 +51,8 @@ def main() -> None:
         try:
             with browser() as b, tab(b, console) as page:
                 shots = {"overview": "/", "tasks": "/tasks", "task-failed": f"/tasks/{failed}",
-                         "task-completed": f"/tasks/{done[0]}", "dlq": "/dlq", "config": "/config"}
+                         "task-completed": f"/tasks/{done[0]}", "queues": "/queues", "executions": "/executions",
+                         "dlq": "/dlq", "config": "/config"}
                 for name, path in shots.items():
                     page.goto(console.base_url + path)
                     if name in ("overview", "tasks", "task-failed", "task-completed"):
