@@ -5,6 +5,7 @@ browser test, tests/integration/test_console_browser.py, waits on exactly that).
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -38,3 +39,20 @@ def test_a_task_page_that_subscribes_after_a_change_hears_the_tasks_current_stat
     hub, got = asyncio.run(scenario())
     assert sse("tasks", {"t-1": "COMPLETED"}) in got
     assert not hub.running and not hub.watched
+
+
+def test_a_change_held_back_by_the_read_share_is_read_when_its_window_ends_not_a_whole_interval_later():
+    prints = iter(["before", "after"])
+
+    async def scenario():
+        hub = Hub(lambda: {"tasks.total": 1}, lambda watched: {}, lambda: next(prints), interval=0.5,
+                  refresh_every=60)
+        await hub.tick()  # the first look: a full read
+        assert hub.polls == 1 and hub._pause() == hub.interval  # nothing waits: the usual interval
+        hub._next_full = time.monotonic() + 0.2  # as after a slow full read: the window runs 0.2 s more
+        await hub.tick()  # the pipeline moved, inside the window
+        assert hub.polls == 1  # held back ...
+        return hub._pause()  # ... and looked at again when the window ends
+
+    pause = asyncio.run(scenario())
+    assert 0.05 < pause <= 0.2
