@@ -92,22 +92,28 @@ def switch_restored(env):
     env.set_failure_rules(FAILURE_RULES)
 
 
+def at_least(page, figure: str, n: int, timeout: float = 15_000) -> None:
+    """Wait until the overview's live figure reads n or more (it changes without a reload)."""
+    page.wait_for_function("([name, n]) => Number(document.querySelector(`[data-figure=\"${name}\"]`)"
+                           ".textContent) >= n", arg=[figure, n], timeout=timeout)
+
+
 def test_a_poisoned_task_followed_through_the_console_to_completed(env, console, page, switch_restored):
     # GIVEN the overview, opened from the URL `tmctl console` prints (the token becomes a cookie)
     page.goto(console.url)
     assert page.url == console.base_url + "/"
     pw.expect(page.get_by_test_id("live")).to_have_attribute("data-state", "on")
-    total = page.locator('[data-figure="tasks.total"]')
-    dlq_total = page.locator('[data-figure="dlq.total"]')
-    before, dlq_before = int(total.inner_text()), int(dlq_total.inner_text())
+    before = int(page.locator('[data-figure="tasks.total"]').inner_text())
+    dlq_before = int(page.locator('[data-figure="dlq.total"]').inner_text())
 
     # WHEN a task the processor keeps failing is created (FAILURE_RULES: poison-*)
     task_id = uid("poison")
     assert env.api.create({"taskID": task_id, "title": "poisoned in the browser"}).status == 202
 
     # THEN the overview follows without a reload: one more task, then a DLQ box in red
-    pw.expect(total).to_have_text(str(before + 1))
-    pw.expect(dlq_total).to_have_text(str(dlq_before + 1), timeout=20_000)
+    # (at least: a message of an earlier test of this worker's stage may still be on its way to the DLQ)
+    at_least(page, "tasks.total", before + 1)
+    at_least(page, "dlq.total", dlq_before + 1, timeout=20_000)
     pw.expect(page.get_by_test_id("box-dlq")).to_have_attribute("data-alert", "true")
     pw.expect(page.get_by_test_id("box-dlq")).to_have_css("border-top-color", RED)  # after its transition
 
@@ -134,12 +140,14 @@ def test_a_poisoned_task_followed_through_the_console_to_completed(env, console,
     pw.expect(page.get_by_test_id("config-message")).to_contain_text("failure-injection")
     page.wait_for_timeout((CONFIG_CACHE_SECONDS + 0.5) * 1000)  # the Lambdas' cached switch expires
 
-    # AND its message is redriven from the DLQ page: ticked, dry run, then redrive
+    # AND its message is redriven from the DLQ page: selected by a filter (the page lists 50 messages, and
+    # the stage's DLQ may hold more), a dry run, then the redrive
     page.get_by_test_id("nav-dlq").click()
-    page.get_by_label(f"select {task_id}").check()
+    selection = f"body.taskID == '{task_id}'"
+    page.get_by_test_id("dlq-filter").fill(selection)
     page.get_by_test_id("dlq-preview").click()
     pw.expect(page.get_by_test_id("dry-run").get_by_test_id("acc-matched")).to_have_text("1")
-    pw.expect(page.get_by_label(f"select {task_id}")).to_be_checked()  # the selection survives the dry run
+    pw.expect(page.get_by_test_id("dlq-filter")).to_have_value(selection)  # the selection survives the dry run
     page.get_by_test_id("dlq-redrive").click()
     pw.expect(page.get_by_test_id("acc-moved")).to_have_text("1")
     pw.expect(page.get_by_test_id("accounting")).to_have_attribute("data-ok", "true")
@@ -153,10 +161,12 @@ def test_a_poisoned_task_followed_through_the_console_to_completed(env, console,
     # a redriven message finds the task already past PROCESSING: MarkProcessing's condition is caught (the
     # expected detour, amber) and Resume sends it through MarkRedriven
     pw.expect(execution.get_by_test_id("state-MarkProcessing")).to_have_attribute("data-outcome", "caught")
+    listed = execution.get_by_test_id("graph").count() == 0  # the state list (no tmctl.console.graph drawing)
     for state in ("MarkRedriven", "RunSteps", "MarkCompleted"):
         node = execution.get_by_test_id(f"state-{state}")
         pw.expect(node).to_have_attribute("data-outcome", "succeeded")
-        pw.expect(node).to_have_css("border-top-color", GREEN)
+        if listed:  # a drawing's colours are its own module's to test
+            pw.expect(node).to_have_css("border-top-color", GREEN)
     for state in ("MarkFailed", "TaskFailed"):
         pw.expect(execution.get_by_test_id(f"state-{state}")).to_have_attribute("data-outcome", "not-run")
     pw.expect(execution.locator('[data-outcome="failed"]')).to_have_count(0)
