@@ -33,6 +33,10 @@ def _environment() -> jinja2.Environment:
                              lstrip_blocks=True)
     env.filters["age"] = age_text
     env.filters["log_line"] = log_line
+    # The stylesheet goes inside each page: a first paint waits for it, and as a separate request (every
+    # response is no-store) it cost ~80 ms of a cold overview's ~250 (benchmarks/bench_console.py). Our own
+    # file, read once; the CSP allows inline styles, scripts still only from /static.
+    env.globals["stylesheet"] = Markup((STATIC / "console.css").read_text(encoding="utf-8"))  # noqa: S704
     return env
 
 

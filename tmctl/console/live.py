@@ -58,6 +58,7 @@ class Hub:
         self._last_full = 0.0
         self._last_tick = 0.0  # when a tick last saw the engine (monotonic)
         self._next_full = 0.0  # no full read before this (monotonic): see READ_SHARE
+        self._held = False  # the last tick saw a change and left its full read to the end of that window
 
     def current_figures(self) -> dict | None:
         """The figures as of the last tick, when the poller runs and looked within two intervals (a page
@@ -75,6 +76,11 @@ class Hub:
         self.listeners.add(queue)
         if task_id:
             self.watched[task_id] = self.watched.get(task_id, 0) + 1
+            # The page was rendered before this stream opened: a change in between was broadcast to the
+            # others only. Forget the task's last status and read at the next tick, so this page hears where
+            # the task is now (and reloads if that is not what it shows).
+            self.last_tasks.pop(task_id, None)
+            self._last_print = None
         if self.last_figures:
             queue.put_nowait(sse("overview", self.last_figures))
         if not self.running:
@@ -109,16 +115,26 @@ class Hub:
             except Exception as err:  # the engine went away, say: tell the pages, keep trying
                 log.warning("live update failed: %s", err)
                 self._broadcast(sse("problem", {"message": str(err)[:300]}))
-            await asyncio.sleep(self.interval)
+            await asyncio.sleep(self._pause())
         self._task = None
+
+    def _pause(self) -> float:
+        """Until the next tick: the interval, or only until the READ_SHARE window ends when a change waits
+        for it (a whole interval more would add up to 0.5 s to what the pages see)."""
+        if self._held:
+            return max(0.0, min(self.interval, self._next_full - time.monotonic()))
+        return self.interval
 
     async def tick(self) -> None:
         self.ticks += 1
         fingerprint = await asyncio.to_thread(self._fingerprint)
         now = time.monotonic()
-        if (fingerprint == self._last_print and now - self._last_full < self.refresh_every) or now < self._next_full:
+        moved = fingerprint != self._last_print or now - self._last_full >= self.refresh_every
+        if not moved or now < self._next_full:
             self._last_tick = now  # nothing moved (or the last full read was too recent: a later tick sees it)
+            self._held = moved
             return
+        self._held = False
         self._last_print, self._last_full = fingerprint, now
         self.polls += 1
         figures, statuses = await asyncio.gather(asyncio.to_thread(self._figures),

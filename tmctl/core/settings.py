@@ -65,6 +65,10 @@ TEST_LOCALSTACK_PYTHON = Setting("TMCTL_TEST_LOCALSTACK_PYTHON", None, TEST,
                                  "the Python 3.13 of a venv with localstack-core 2026.3.0 that "
                                  "tests/integration/test_localstack_host.py starts LocalStack with "
                                  "(default: .venv-localstack/bin/python, as .ci/run makes it; neither: skipped)")
+TEST_CHROMIUM = Setting("TMCTL_TEST_CHROMIUM", None, TEST,
+                        "the chromium that tests/integration/test_console_browser.py, benchmarks/bench_console.py "
+                        "and benchmarks/console_screenshots.py drive through Playwright (default: `chromium` on "
+                        "PATH, Debian's package; neither: the browser test is skipped)")
 
 # ---------------------------------------------------------------- for benchmarks
 BENCH_AWSCLI = Setting("TMCTL_BENCH_AWSCLI", None, BENCHMARK,
@@ -73,4 +77,4 @@ BENCH_AWSCLI = Setting("TMCTL_BENCH_AWSCLI", None, BENCHMARK,
 
 ALL: tuple[Setting, ...] = (LOCAL, ENDPOINT_URL, STAGE, APP, STATE_DIR, PROJECT_DIR, DEBUG, EMULATOR_LOG_LEVEL,
                             SFN_WAIT_SCALE, RECORD_CALLS, PERSIST, AWS_MODE_ENDPOINT_URL, TEST_ENGINE_LACKS,
-                            TEST_LOCALSTACK_PYTHON, BENCH_AWSCLI)
+                            TEST_LOCALSTACK_PYTHON, TEST_CHROMIUM, BENCH_AWSCLI)
