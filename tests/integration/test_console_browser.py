@@ -131,6 +131,12 @@ def test_a_poisoned_task_followed_through_the_console_to_completed(env, console,
     pw.expect(failed).to_have_css("color", RED)
     pw.expect(page.get_by_test_id("message-where")).to_have_attribute("data-where", "DLQ")
     pw.expect(page.get_by_test_id("no-executions")).to_be_visible()
+    # its way through the pipeline: the processor is the failed stop, in red, and the message waits in the DLQ
+    for stop, outcome in (("api", "succeeded"), ("queue", "succeeded"), ("processor", "failed"), ("dlq", "failed"),
+                          ("workflow", "not_run")):
+        pw.expect(page.get_by_test_id(f"stop-{stop}")).to_have_attribute("data-outcome", outcome)
+    pw.expect(page.get_by_test_id("stop-processor")).to_have_css("border-top-color", RED)
+    pw.expect(page.get_by_test_id("stop-processor")).to_contain_text("InjectedFailure")
 
     # WHEN the switch is fixed on the config page (only boom-* fails now)
     page.get_by_test_id("nav-config").click()
@@ -161,16 +167,24 @@ def test_a_poisoned_task_followed_through_the_console_to_completed(env, console,
     # a redriven message finds the task already past PROCESSING: MarkProcessing's condition is caught (the
     # expected detour, amber) and Resume sends it through MarkRedriven
     pw.expect(execution.get_by_test_id("state-MarkProcessing")).to_have_attribute("data-outcome", "caught")
-    listed = execution.get_by_test_id("graph").count() == 0  # the state list (no tmctl.console.graph drawing)
+    pw.expect(execution.get_by_test_id("graph")).to_have_count(1)  # the state machine drawn (tmctl.console.graph)
     for state in ("MarkRedriven", "RunSteps", "MarkCompleted"):
         node = execution.get_by_test_id(f"state-{state}")
         pw.expect(node).to_have_attribute("data-outcome", "succeeded")
-        if listed:  # a drawing's colours are its own module's to test
-            pw.expect(node).to_have_css("border-top-color", GREEN)
+        pw.expect(node.locator("rect").first).to_have_css("stroke", GREEN)  # the path drawn green
     for state in ("MarkFailed", "TaskFailed"):
-        pw.expect(execution.get_by_test_id(f"state-{state}")).to_have_attribute("data-outcome", "not-run")
+        pw.expect(execution.get_by_test_id(f"state-{state}")).to_have_attribute("data-outcome", "not_run")
     pw.expect(execution.locator('[data-outcome="failed"]')).to_have_count(0)
+    # a state's input and output on click (the page's own script; text only)
+    execution.get_by_test_id("state-RunSteps").click()
+    detail = execution.get_by_test_id("state-detail")
+    pw.expect(detail).to_be_visible()
+    pw.expect(detail).to_have_attribute("data-state", "RunSteps")
+    pw.expect(detail).to_contain_text(task_id)
     pw.expect(page.get_by_test_id("history")).to_contain_text("redriven")
+    for stop in ("api", "queue", "processor", "dlq", "workflow", "result"):  # the whole way green now
+        pw.expect(page.get_by_test_id(f"stop-{stop}")).to_have_attribute("data-outcome", "succeeded")
+    pw.expect(page.get_by_test_id("stop-processor")).to_have_css("border-top-color", GREEN)
     assert not page.problems, page.problems
 
 

@@ -462,3 +462,33 @@ def test_each_execution_is_drawn_from_the_definition_it_ran_not_the_deployed_one
     deployed = source.definition()
     assert deployed and "Before" not in deployed["States"]  # the deployed machine is another one
     assert asked == [old.arn]  # what an execution ran never changes: asked once
+
+
+def _exec(status: str):
+    from types import SimpleNamespace as S
+
+    return S(execution=S(status=status))
+
+
+@pytest.mark.parametrize(("steps", "status", "where", "executions", "expected"), [
+    # dead-lettered by the processor: red there and in the DLQ, the workflow never ran
+    (["created", "queued", "dead-lettered"], "DEAD_LETTERED", "DLQ", [],
+     {"api": "succeeded", "queue": "succeeded", "processor": "failed", "dlq": "failed", "workflow": "not_run",
+      "result": "failed"}),
+    # redriven and done: every stop green, the DLQ passed through
+    (["created", "queued", "dead-lettered", "redriven", "started", "completed"], "COMPLETED", "consumed",
+     [_exec("SUCCEEDED")],
+     {"api": "succeeded", "queue": "succeeded", "processor": "succeeded", "dlq": "succeeded",
+      "workflow": "succeeded", "result": "succeeded"}),
+    # a workflow step failed: the processor did its part, the workflow is red
+    (["created", "queued", "started", "failed"], "FAILED", "consumed", [_exec("FAILED")],
+     {"api": "succeeded", "queue": "succeeded", "processor": "succeeded", "workflow": "failed", "result": "failed"}),
+    # still in the main queue
+    (["created", "queued"], "QUEUED", "main queue", [],
+     {"api": "succeeded", "queue": "succeeded", "processor": "running", "workflow": "not_run", "result": "running"}),
+])
+def test_a_tasks_journey_through_the_pipeline_marks_where_it_went_wrong(steps, status, where, executions, expected):
+    from tmctl.console.app import journey
+
+    task = {"taskID": "t", "status": status, "history": [{"step": s, "outcome": "ok"} for s in steps]}
+    assert {j["stop"]: j["outcome"] for j in journey(task, where, executions)} == expected

@@ -59,6 +59,53 @@ def log_line(message: str) -> dict:
             "extra": json.dumps(extra, default=str, separators=(", ", ": ")) if extra else ""}
 
 
+# The task's way through the pipeline, as the overview draws it: each stop's outcome from the item's own
+# history (written by the Lambdas and the workflow), where its message is, and its newest execution.
+STARTS = frozenset({"started", "redriven", "retried"})  # the workflow took it (after the processor)
+
+
+def journey(task: dict | None, where: str, executions: list) -> list[dict]:
+    """[{stop, label, outcome, detail}] for front door → queue → processor → workflow → result (+ DLQ when there).
+    The outcome is the stop's colour; the detail, its words (the page shortens them, the tooltip has them all)."""
+    history = (task or {}).get("history") or []
+    steps = [h.get("step") for h in history]
+    last_dead = max((i for i, s in enumerate(steps) if s == "dead-lettered"), default=-1)
+    last_start = max((i for i, s in enumerate(steps) if s in STARTS), default=-1)
+    newest = executions[0].execution if executions else None
+    status = (task or {}).get("status")
+
+    def stop(key, label, outcome, detail=""):
+        return {"stop": key, "label": label, "outcome": outcome, "detail": detail}
+
+    if task is None:
+        return [stop("api", "Task API", "not_run", "no item")]
+    stops = [stop("api", "Task API", "succeeded", "item stored")]
+    if "queued" in steps:
+        stops.append(stop("queue", "main queue", "succeeded", "event published"))
+    else:
+        stops.append(stop("queue", "main queue", "failed" if status else "not_run", "never published"))
+    if last_dead > last_start:
+        entry = history[last_dead]
+        stops.append(stop("processor", "processor", "failed", entry.get("detail") or entry.get("reason") or ""))
+    elif last_start >= 0 or newest is not None:
+        stops.append(stop("processor", "processor", "succeeded", "workflow started"))
+    else:
+        stops.append(stop("processor", "processor", "running" if where in {"main queue", "in flight"} else "not_run",
+                          where))
+    if where == "DLQ" or last_dead >= 0:  # it went through the DLQ: still there (red), or redriven since
+        waiting = where == "DLQ" or last_dead > last_start
+        stops.append(stop("dlq", "DLQ", "failed" if waiting else "succeeded",
+                          "waiting for a redrive" if waiting else "redriven"))
+    if newest is None:
+        stops.append(stop("workflow", "workflow", "not_run", "not run"))
+    else:
+        outcome = {"SUCCEEDED": "succeeded", "RUNNING": "running"}.get(newest.status, "failed")
+        stops.append(stop("workflow", "workflow", outcome, newest.status))
+    done = {"COMPLETED": "succeeded", "FAILED": "failed", "DEAD_LETTERED": "failed", "REJECTED": "failed"}
+    stops.append(stop("result", status or "?", done.get(status or "", "running")))
+    return stops
+
+
 def _runs(events: list[dict] | None) -> dict:
     """Each state's run in this execution (tmctl.console.graph), {} without a history or when it cannot be read."""
     if not events:
@@ -136,7 +183,8 @@ def create_app(source: ConsoleSource, *, token: str, port: int, hub: live.Hub | 
                        "states": state_rows(view.definition_of(e.execution.arn), e.steps, e.events)}
                       for e in view.trace.executions]
         blank = None if executions else drawing(view.definition, None)  # no run yet: the machine, uncoloured
-        return page(request, "task.html", view=view, t=view.trace, executions=executions, blank=blank,
+        way = journey(view.trace.task, view.trace.location.where, view.trace.executions)
+        return page(request, "task.html", view=view, t=view.trace, executions=executions, blank=blank, journey=way,
                     states=state_rows(view.definition, None) if not (executions or blank) else [])
 
     def queues(request: Request) -> Response:
