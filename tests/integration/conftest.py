@@ -118,6 +118,11 @@ class Env:
         self.clients.ssm.put_parameter(Name=self.stack.out("FailureInjectionParameterName"),
                                        Value=json.dumps(rules), Type="String", Overwrite=True)
 
+    def restore_failure_rules(self) -> None:
+        """The session's rules back, and the functions' cached copy expired: the next test's poison-* fails again."""
+        self.set_failure_rules(FAILURE_RULES)
+        time.sleep(int(self.stack.out("ConfigCacheSeconds")) + 0.5)
+
 
 @pytest.fixture(scope="session")
 def engine_target(tmp_path_factory) -> Iterator[tuple[Target, emulator.EmulatorProcess | None]]:

@@ -163,13 +163,14 @@ def test_the_event_stream_delivers_a_new_task_within_a_second_or_so(env, console
 @pytest.fixture
 def switch_restored(env):
     yield
-    env.set_failure_rules(FAILURE_RULES)
+    env.restore_failure_rules()
 
 
 def test_a_poisoned_task_is_seen_in_the_dlq_and_redriven_from_its_page(env, console, browser, switch_restored):
     task_id = uid("poison")  # FAILURE_RULES: the processor fails poison-*
     assert env.api.create({"taskID": task_id, "title": "poisoned"}).status == 202
-    wait_for(lambda: env.api.get(task_id).body, lambda t: t.get("status") == "DEAD_LETTERED", timeout=30)
+    task = wait_for(lambda: env.api.get(task_id).body, lambda t: t.get("status") == "DEAD_LETTERED", timeout=30)
+    assert task.get("status") == "DEAD_LETTERED", task
 
     # the DLQ page shows it without consuming it (the engine's inspection endpoint)
     dlq = wait_for(lambda: browser.get("/dlq").text, lambda html: task_id in html, timeout=10)

@@ -89,7 +89,7 @@ def page(browser):
 @pytest.fixture
 def switch_restored(env):
     yield
-    env.set_failure_rules(FAILURE_RULES)
+    env.restore_failure_rules()
 
 
 def at_least(page, figure: str, n: int, timeout: float = 15_000) -> None:
