@@ -56,3 +56,27 @@ def test_a_change_held_back_by_the_read_share_is_read_when_its_window_ends_not_a
 
     pause = asyncio.run(scenario())
     assert 0.05 < pause <= 0.2
+
+
+def test_an_engine_that_fails_after_a_change_was_held_back_is_asked_again_an_interval_later_not_at_once():
+    calls = {"n": 0}
+    prints = iter(["before", "after"])
+
+    def fingerprint():
+        calls["n"] += 1
+        try:
+            return next(prints)
+        except StopIteration:
+            raise RuntimeError("ExpiredToken") from None  # the credentials ran out, say
+
+    async def scenario():
+        hub = Hub(lambda: {"tasks.total": 1}, lambda watched: {}, fingerprint, interval=0.1, refresh_every=60)
+        await hub.tick()  # a full read
+        hub._next_full = time.monotonic() + 0.05  # the read-share window open a moment more: the next change waits
+        page = hub.subscribe()
+        await asyncio.sleep(0.35)  # the poller: a held-back change, then failures
+        hub.unsubscribe(page)
+        await asyncio.sleep(0.15)
+
+    asyncio.run(scenario())
+    assert calls["n"] <= 8  # ~ one look per 0.1 s interval, not a busy loop (thousands)

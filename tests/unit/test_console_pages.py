@@ -68,6 +68,21 @@ def test_recent_tasks_are_newest_first_across_statuses_and_page_without_gaps_or_
     assert pages == 5
 
 
+@pytest.mark.parametrize("status", [None, "COMPLETED"])
+def test_one_status_holding_every_task_pages_to_the_end(stack, status):
+    """Most tasks end COMPLETED: its query alone must carry the listing past page 2 (each page drops the
+    cursor's own row, which the next page of the Query makes up for)."""
+    ids = put_tasks(stack, 100, status_of=lambda i: "COMPLETED")
+    seen, cursor = [], None
+    for _ in range(10):
+        page = recent_tasks(stack.ddb, stack.table, STATUSES, status=status, before=cursor, limit=25)
+        seen += [t["taskID"] for t in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == list(reversed(ids))
+
+
 def test_recent_tasks_of_one_status_and_a_search(stack):
     put_tasks(stack, 12)
     failed = recent_tasks(stack.ddb, stack.table, STATUSES, status="FAILED", limit=10)

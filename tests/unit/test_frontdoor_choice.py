@@ -306,10 +306,10 @@ def test_the_account_with_the_role_passes_and_an_unreadable_one_decides_nothing(
 
 
 @pytest.mark.parametrize(("door", "calls"), [
-    ("rest", ["cloudformation.describe_stacks", "apigateway.get_account"]),  # the stack's ApiAuth, the role
-    ("http", []),
+    ("rest", ["cloudformation.describe_stacks", "apigateway.get_account"]),  # the stack (door, ApiAuth), the role
+    ("http", ["cloudformation.describe_stacks"]),  # the stack: is its API about to be replaced?
 ])
-def test_on_aws_only_the_rest_front_door_costs_a_call(door, calls):
+def test_on_aws_the_front_door_costs_the_stacks_description_and_rest_one_call_more(door, calls):
     recorder = Recorder(None, answers={"get_account": {"cloudwatchRoleArn": "arn:aws:iam::1:role/logs"}})
 
     class FakeClients:
@@ -446,3 +446,12 @@ def test_asking_for_rest_where_only_the_http_api_is_names_the_http_front_door(mo
     (line,) = _errors(result)
     assert "API Gateway (REST API)" in line and "pass --front-door http" in line
     assert _sent(recorder) is None
+
+
+def test_asking_for_the_other_front_door_says_the_stacks_api_is_replaced(monkeypatch, tmp_path, project):
+    stack = {"StackName": "taskmanager-dev", "StackStatus": "UPDATE_COMPLETE",
+             "Parameters": [{"ParameterKey": "FrontDoor", "ParameterValue": "http"}]}
+    result, recorder = run(monkeypatch, tmp_path, LOCALSTACK_BASE, {"Items": []}, "diff", "--front-door", "rest",
+                           stack=stack)
+    assert "the stack's HTTP API is replaced by a REST API (a new URL)" in result.stderr, result.stderr
+    assert recorder.sent()["FrontDoor"] == "rest"

@@ -99,17 +99,22 @@ def test_only_definite_evidence_refuses():
     assert result.ok and result.unknown == ("apigatewayv2",) and "ThrottlingException" in result.detail
 
 
-def test_aws_is_not_checked_and_not_called():
-    class NoCalls:
-        def __getattr__(self, name):
-            raise AssertionError(f"AWS was called: {name}")
-
+def test_aws_offers_everything_no_engine_check():
     from tmctl.core.bundle import project_dir
     from tmctl.core.deploy import TEMPLATE_FILE
 
+    recorder = Recorder(None)
+
+    class FakeClients:
+        cloudformation = recorder.client("cloudformation")
+
+        def client(self, service):
+            return recorder.client(service)
+
     target = resolve_target(region="us-east-1", env={})
-    # The HTTP front door asked for: no stack to read, no account setting to check.
-    assert preflight.require(NoCalls(), target, project_dir() / TEMPLATE_FILE, front_door="http") is None
+    # The HTTP front door asked for: no probe, no account setting; only the stack (an API it would replace?)
+    assert preflight.require(FakeClients(), target, project_dir() / TEMPLATE_FILE, front_door="http") is None
+    assert recorder.names() == ["cloudformation.describe_stacks"]
 
 
 # ------------------------------------------------------------------ `up` and `diff` refuse before creating anything
@@ -136,9 +141,9 @@ def test_an_engine_without_the_http_api_is_refused_in_one_line_before_anything_i
     assert len(errors) == 1 and "API Gateway v2 (HTTP API)" in errors[0]
     assert "(fix: pass --front-door rest (this engine has the REST API)" in errors[0]
     assert "the embedded emulator (`tmctl up --local`" in errors[0]
-    # … and the only call made was the read-only probe (the front door was given: no stack to read),
+    # … and the only calls made were reads (the probe; the stack, for an API the door would replace),
     # so no bucket, no upload, no change set
-    assert calls == ["apigatewayv2.get_apis"]
+    assert calls == ["apigatewayv2.get_apis", "cloudformation.describe_stacks"]
     assert result.stdout == ""
 
 

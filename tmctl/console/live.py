@@ -112,9 +112,10 @@ class Hub:
         while self.listeners:
             try:
                 await self.tick()
-            except Exception as err:  # the engine went away, say: tell the pages, keep trying
+            except Exception as err:  # the engine went away, say: tell the pages, keep trying at the interval
                 log.warning("live update failed: %s", err)
                 self._broadcast(sse("problem", {"message": str(err)[:300]}))
+                self._held = False  # a change held back before the failure must not turn the pause into 0
             await asyncio.sleep(self._pause())
         self._task = None
 

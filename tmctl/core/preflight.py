@@ -253,7 +253,7 @@ def evaluate(template: dict, engine: tuple[str, str, dict] | None, client: Calla
     """The front door and the engine check for `template`, refusing nothing (gate()
     and doctor decide what to do with them). `engine`: (name, version, health body),
     None on AWS or when nothing answered; `client(name)` makes the probes' clients;
-    `stack()` describes the deployed stack (asked only when the door is not given);
+    `stack()` describes the deployed stack (the door to keep, or the API a given door replaces);
     `base`: parameter values known before the command line's (AppName, Stage, …)."""
     overrides = dict(overrides or {})
     declared = frontdoor.PARAMETER in (template.get("Parameters") or {})
@@ -269,7 +269,7 @@ def evaluate(template: dict, engine: tuple[str, str, dict] | None, client: Calla
 
     choice = None
     if declared or asked is not None:
-        deployed = frontdoor.deployed_door(stack()) if declared and asked is None else None
+        deployed = frontdoor.deployed_door(stack()) if declared else None  # asked for too: a replaced API is said
         default = str((template.get("Parameters") or {}).get(frontdoor.PARAMETER, {}).get("Default", "http"))
         choice = frontdoor.choose(flag=front_door, overrides=overrides, declared=declared, deployed=deployed,
                                   engine_has_http=has("apigatewayv2"), engine_has_rest=has("apigateway"),
@@ -295,8 +295,8 @@ def gate(clients, target, template_path, *, overrides: dict[str, str] | None = N
     parameters being sent against what the engine offers (EngineLacks), and on AWS
     with the REST front door, the account's API Gateway CloudWatch Logs role.
     Calls: on an emulator, its health and the API Gateway v2 probe; the stack's
-    description when the front door is not given, or is REST (its ApiAuth); on
-    AWS with the REST front door, one GetAccount."""
+    description (once) when the template has the choice; on AWS with the REST
+    front door, one GetAccount."""
     from pathlib import Path
 
     from tmctl.core.deploy import LOCAL_PARAMETERS, load_template

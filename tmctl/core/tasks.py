@@ -62,8 +62,13 @@ def _newest_in_status(ddb, table: str, status: str, before: tuple[str, str] | No
         # <=, not <: another task may share the cursor's millisecond; those already shown are dropped below
         kwargs["KeyConditionExpression"] += " AND createdAt <= :c"
         kwargs["ExpressionAttributeValues"][":c"] = {"S": before[0]}
-    items = [from_item(i) for i in ddb.query(**kwargs).get("Items", [])]
-    return [i for i in items if before is None or _key(i) < before]
+    found: list[dict] = []
+    while True:  # the rows dropped below (the cursor's own, its millisecond's) are made up from the next page
+        page = ddb.query(**kwargs)
+        found += [i for i in map(from_item, page.get("Items", [])) if before is None or _key(i) < before]
+        if len(found) >= limit or "LastEvaluatedKey" not in page:
+            return found[:limit]
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def recent_tasks(ddb, table: str, statuses: Iterable[str], *, status: str | None = None, before: str | None = None,
