@@ -465,3 +465,21 @@ def test_the_repo_machine_with_a_path_renders_in_under_5_ms_and_30_kb():
 
     assert len(timings) == 15 and min(timings) < 0.005, f"fastest render {min(timings) * 1000:.1f} ms"
     assert len(svg.encode()) < 30_000
+
+
+def test_a_redriven_execution_running_again_has_no_edge_to_the_end():
+    """ExecutionFailed, then ExecutionRedriven: the end event before the redrive is not where this run stops."""
+    events = history([("MarkProcessing", "Task", ["ok"]), ("RunSteps", "Task", ["Boom"])], end="ExecutionFailed")
+    last = events[-1]
+    events.append({"id": len(events) + 1, "previousEventId": len(events), "type": "ExecutionRedriven",
+                   "timestamp": last["timestamp"] + dt.timedelta(seconds=1),
+                   "executionRedrivenEventDetails": {"redriveCount": 1}})
+    events += [{**e, "id": len(events) + 1 + i, "previousEventId": len(events) + i,
+                "timestamp": last["timestamp"] + dt.timedelta(seconds=2)}
+               for i, e in enumerate(history([("RunSteps", "Task", ["..."])], end=None)[1:])]
+
+    runs = path_from_history(events)
+
+    assert runs["RunSteps"].outcome == "running"
+    taken = [(t.source, t.target) for run in runs.values() for t in run.transitions]
+    assert all(target != END for _, target in taken), taken

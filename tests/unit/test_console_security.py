@@ -66,6 +66,34 @@ def test_the_token_is_traded_for_a_strict_httponly_cookie_and_a_clean_url(consol
     assert c.get("/tasks?status=FAILED").status_code == 200  # the cookie now stands for the token
 
 
+@pytest.mark.parametrize("path", ["//evil.example/x", "/\\evil.example/x", "///evil.example"])
+def test_the_token_trade_redirects_only_to_a_path_of_this_console(path):
+    """The printed URL's path could be edited into a scheme-relative one: the redirect stays on this console."""
+    import asyncio
+
+    from tmctl.console.security import Guard
+
+    async def app(scope, receive, send):  # never reached: the trade answers first
+        raise AssertionError("the app was called")
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": "GET", "path": path, "query_string": f"token={TOKEN}".encode(),
+             "headers": [(b"host", f"127.0.0.1:{PORT}".encode())]}
+    asyncio.run(Guard(app, token=TOKEN, port=PORT)(scope, receive, send))
+
+    location = dict(sent[0]["headers"])[b"location"].decode()
+    assert sent[0]["status"] == 303
+    assert location.startswith("/") and not location.startswith(("//", "/\\")), location
+    assert location == "/" + path.lstrip("/\\")
+
+
 @pytest.mark.parametrize("given", ["wrong", TOKEN + "x", ""])
 def test_a_wrong_token_is_refused_and_sets_no_cookie(console_source, given):
     r = client(console_source(), cookie=False).get(f"/?token={given}")
@@ -216,6 +244,12 @@ def test_an_aws_production_stage_is_read_only_unless_allowed(console_source, sta
         assert "read-only" in r.text and "--allow-writes" in r.text
     assert approximate_count(stack.sqs, stack.dlq_url) == 1
     assert intake(stack) == "open"
+    # a look at an AWS DLQ is a receive (it counts toward maxReceiveCount): not from a read-only console
+    for path in ("/dlq?look=1", "/dlq/export?look=1"):
+        assert c.get(path).status_code == 200
+    assert 'href="/dlq?look=1"' not in c.get("/dlq").text
+    left = stack.sqs.receive_message(QueueUrl=stack.dlq_url, AttributeNames=["ApproximateReceiveCount"])
+    assert left["Messages"][0]["Attributes"]["ApproximateReceiveCount"] == "1"  # this receive is the first
 
     allowed = client(console_source("prod", local=False, allow_writes=True))
     assert 'data-testid="read-only"' not in allowed.get("/dlq").text

@@ -198,13 +198,17 @@ def create_app(source: ConsoleSource, *, token: str, port: int, hub: live.Hub | 
         return page(request, "executions.html", executions=source.executions(status), status=status,
                     statuses=STATUSES)
 
+    def look(request: Request) -> bool:
+        """?look=1: receive to show the DLQ where nothing else shows it (AWS). A receive counts toward
+        maxReceiveCount, so a read-only console never makes one."""
+        return request.query_params.get("look") == "1" and not source.read_only
+
     def dlq(request: Request) -> Response:
-        look = request.query_params.get("look") == "1"
-        return page(request, "dlq.html", view=source.dlq(allow_receive=look), preview=None, notices=[],
+        return page(request, "dlq.html", view=source.dlq(allow_receive=look(request)), preview=None, notices=[],
                     filter_expr="", selected=set())
 
     def dlq_export(request: Request) -> Response:
-        view = source.dlq(allow_receive=request.query_params.get("look") == "1")
+        view = source.dlq(allow_receive=look(request))
         lines = "".join(json.dumps(m["m"].to_dict(), default=str, ensure_ascii=False) + "\n" for m in view.messages)
         return Response(lines, media_type="application/x-ndjson", headers={
             "content-disposition": f'attachment; filename="{view.name}.jsonl"'})

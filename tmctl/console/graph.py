@@ -626,6 +626,8 @@ def path_from_history(events: list[dict]) -> dict[str, StateRun]:
                 match[2] = details.get("output")
         elif kind in ("ExecutionSucceeded", "ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted"):
             ended = kind
+        elif kind == "ExecutionRedriven":  # running again: the end before it is not where this run stops
+            ended = None
 
     runs: dict[str, StateRun] = {}
     for seq, step in enumerate(steps):

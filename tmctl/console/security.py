@@ -143,7 +143,9 @@ class Guard:
                                      "prints a new one)")
             return
         rest = urllib.parse.urlencode(query, doseq=True)
-        location = (scope.get("path") or "/") + (f"?{rest}" if rest else "")
+        # Only a path on this console: "//host/x" or "/\\host" would send the browser (and the user's trust in
+        # the link tmctl printed) to another site.
+        location = "/" + (scope.get("path") or "/").lstrip("/\\") + (f"?{rest}" if rest else "")
         cookie = f"{self.cookie}={self.token}; HttpOnly; SameSite=Strict; Path=/"
         await send({"type": "http.response.start", "status": 303, "headers": [
             (b"location", location.encode("latin-1")), (b"set-cookie", cookie.encode("latin-1")),
