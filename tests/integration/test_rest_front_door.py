@@ -30,6 +30,7 @@ from tests.integration.conftest import FAILURE_RULES, REST_PARAMS, another_stage
 from tests.integration.openapi import assert_conforms, document
 from tmctl.cli.app import app
 from tmctl.core.api import ok, task_api
+from tmctl.core.up import bring_up
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.needs("apigateway", "lambda", "cloudformation", "dynamodb", "sqs", "stepfunctions", "ssm")]
@@ -220,3 +221,20 @@ def test_an_iam_rest_stage_refuses_unsigned_requests_and_takes_tmctls_signed_one
     # THEN it is accepted and readable, signed
     assert created["taskID"] == "task-173"
     assert ok(api.get("task-173"))["taskID"] == "task-173"
+
+
+def test_switching_api_auth_on_a_rest_stage_really_closes_and_opens_it(rest_env):
+    """The REST stage serves its deployment's snapshot: ApiAuth NONE → AWS_IAM must move it to a deployment
+    whose methods want a signature (one deployment per ApiAuth), and back."""
+    stage = rest_env.target.stage.replace("itrest", "itrestsw")
+    seed = json.dumps({"taskID": "task-173"}).encode()
+    with another_stage(rest_env.target, stage, REST_PARAMS, warm=False) as (clients, stack):
+        assert send(stack.api_url + "/tasks", "POST", seed, {"Content-Type": "application/json"})[0] == 202
+
+        closed = bring_up(clients, clients.target, overrides={**REST_PARAMS, "ApiAuth": "AWS_IAM"}, warm=False)
+        assert closed.stack.outputs["ApiAuth"] == "AWS_IAM" and closed.stack.api_url == stack.api_url
+        assert send(stack.api_url + "/tasks", "POST", seed, {"Content-Type": "application/json"})[0] == 403
+        assert ok(task_api(closed.stack, clients.session).get("task-173"))["taskID"] == "task-173"
+
+        bring_up(clients, clients.target, overrides=REST_PARAMS, warm=False)
+        assert send(stack.api_url + "/tasks/task-173", "GET")[0] == 200

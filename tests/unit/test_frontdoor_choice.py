@@ -48,16 +48,21 @@ def without_front_door(template: dict) -> dict:
     t = copy.deepcopy(template)
     del t["Parameters"][frontdoor.PARAMETER]
     del t["Outputs"][frontdoor.OUTPUT]
-    t["Conditions"] = {k: v for k, v in t["Conditions"].items() if k not in BEFORE_THE_CHOICE}
+    # conditions that need the REST front door (RestOpen, RestSigned: And[UseRestApi, …]) go with it
+    decided = {**BEFORE_THE_CHOICE, **{
+        name: False for name, cond in t["Conditions"].items()
+        if isinstance(cond, dict) and any(BEFORE_THE_CHOICE.get(term.get("Fn::Condition")) is False
+                                          for term in cond.get("Fn::And", []) if isinstance(term, dict))}}
+    t["Conditions"] = {k: v for k, v in t["Conditions"].items() if k not in decided}
     t["Rules"] = {k: r for k, r in t["Rules"].items() if frontdoor.PARAMETER not in json.dumps(r["RuleCondition"])}
     for section in ("Resources", "Outputs"):
-        kept = {k: v for k, v in t[section].items() if BEFORE_THE_CHOICE.get(v.get("Condition"), True)}
+        kept = {k: v for k, v in t[section].items() if decided.get(v.get("Condition"), True)}
         for v in kept.values():
-            if v.get("Condition") in BEFORE_THE_CHOICE:
+            if v.get("Condition") in decided:
                 del v["Condition"]
         t[section] = kept
     t = _decided(t)
-    left = [word for word in (frontdoor.PARAMETER, *BEFORE_THE_CHOICE, "AWS::ApiGateway::", '"Rest')
+    left = [word for word in (frontdoor.PARAMETER, *decided, "AWS::ApiGateway::", '"Rest')
             if word in json.dumps(t)]
     assert not left, f"the template without the choice still names {left}"
     return t

@@ -412,7 +412,7 @@ def api_resources(template: dict, prefix: str) -> set[str]:
 
 
 REST_METHODS = ("CreateTaskMethod", "ListTasksMethod", "GetTaskMethod", "TasksFallbackMethod", "TaskFallbackMethod",
-                "RootFallbackMethod", "ProxyFallbackMethod")
+                "RootFallbackMethod", "ProxyFallbackMethod", "TaskProxyFallbackMethod")
 
 
 def test_the_front_door_defaults_to_the_http_api(template):
@@ -438,8 +438,9 @@ def test_a_rest_front_door_deploys_the_rest_api_and_nothing_of_the_http_api(temp
     params = {"FrontDoor": "rest", "ApiAuth": auth}
     http, rest = api_resources(template, "AWS::ApiGatewayV2::"), api_resources(template, "AWS::ApiGateway::")
     created = deployed(template, params)
+    other_auth = "RestApiDeploymentOpen" if auth == "AWS_IAM" else "RestApiDeploymentSigned"
 
-    assert rest <= created and not http & created
+    assert rest - {other_auth} <= created and other_auth not in created and not http & created
     assert {"ApiAccessLogGroup", "TaskApiInvokePermission"} <= created
     # The stage-account singleton is never the stack's (tmctl's preflight checks it instead)
     assert "AWS::ApiGateway::Account" not in {r["Type"] for r in template["Resources"].values()}
@@ -480,10 +481,30 @@ def test_every_rest_method_takes_the_chosen_authorization_and_proxies_to_the_tas
                  template["Resources"][n]["Properties"]["HttpMethod"]) for n in REST_METHODS}
     assert by_route == {("RestTasksResource", "POST"), ("RestTasksResource", "GET"), ("RestTaskResource", "GET"),
                         ("RestTasksResource", "ANY"), ("RestTaskResource", "ANY"), ("RestApi.RootResourceId", "ANY"),
-                        ("RestProxyResource", "ANY")}
+                        ("RestProxyResource", "ANY"), ("RestTaskProxyResource", "ANY")}
     assert template["Resources"]["RestProxyResource"]["Properties"]["PathPart"] == "{proxy+}"
-    # The deployment is taken after every method exists
-    assert set(template["Resources"]["RestApiDeployment"]["DependsOn"]) == set(REST_METHODS)
+    assert template["Resources"]["RestTaskProxyResource"]["Properties"] == {
+        "RestApiId": {"Ref": "RestApi"}, "ParentId": {"Ref": "RestTaskResource"}, "PathPart": "{proxy+}"}
+    # Each deployment is taken after every method exists
+    for deployment in ("RestApiDeploymentOpen", "RestApiDeploymentSigned"):
+        assert set(template["Resources"][deployment]["DependsOn"]) == set(REST_METHODS)
+
+
+def test_changing_api_auth_on_a_rest_stage_moves_it_to_a_new_deployment(template):
+    """A REST stage serves the snapshot its deployment took; the methods' AuthorizationType follows ApiAuth, so
+    a switch of ApiAuth must create another deployment and point the stage at it (else AWS keeps the old auth)."""
+    active = {}
+    for auth in ("NONE", "AWS_IAM"):
+        params = {"FrontDoor": "rest", "ApiAuth": auth}
+        deployments = {n for n in deployed(template, params)
+                       if template["Resources"][n]["Type"] == "AWS::ApiGateway::Deployment"}
+        assert len(deployments) == 1, deployments
+        [active[auth]] = deployments
+        stage = template["Resources"]["RestApiStage"]["Properties"]["DeploymentId"]
+        assert resolve(stage, params, template) == {"Ref": active[auth]}
+    assert active["NONE"] != active["AWS_IAM"]
+    assert not {n for n in deployed(template, {"FrontDoor": "http", "ApiAuth": "AWS_IAM"})
+                if template["Resources"][n]["Type"] == "AWS::ApiGateway::Deployment"}
 
 
 def test_the_rest_stage_throttles_and_logs_like_the_http_stage(template):
