@@ -231,16 +231,17 @@ class _Resources:
 
     always: set[str]
     http: set[str]  # UseHttpApi: the HTTP API front door
-    rest: set[str]  # UseRestApi: the REST front door
-    jwt: set[str]  # UseJwt: the HTTP API's JWT authorizer (locally ApiAuth is NONE: never)
+    rest: set[str]  # UseRestApi, RestOpen: the REST front door (locally ApiAuth is NONE: its open deployment)
+    jwt: set[str]  # UseJwt, RestSigned: what only ApiAuth JWT / AWS_IAM creates (locally ApiAuth is NONE: never)
 
 
 def _resources(template: dict) -> _Resources:
     by: dict[str | None, set[str]] = {}
     for logical, resource in template["Resources"].items():
         by.setdefault(resource.get("Condition"), set()).add(logical)
-    assert set(by) == {None, "UseHttpApi", "UseRestApi", "UseJwt"}, f"conditions this test does not know: {set(by)}"
-    return _Resources(by[None], by["UseHttpApi"], by["UseRestApi"], by["UseJwt"])
+    assert set(by) == {None, "UseHttpApi", "UseRestApi", "RestOpen", "RestSigned", "UseJwt"}, \
+        f"conditions this test does not know: {set(by)}"
+    return _Resources(by[None], by["UseHttpApi"], by["UseRestApi"] | by["RestOpen"], by["UseJwt"] | by["RestSigned"])
 
 
 def _engine_table_as_listed(monkeypatch) -> None:

@@ -486,8 +486,9 @@ def test_every_rest_method_takes_the_chosen_authorization_and_proxies_to_the_tas
     assert template["Resources"]["RestTaskProxyResource"]["Properties"] == {
         "RestApiId": {"Ref": "RestApi"}, "ParentId": {"Ref": "RestTaskResource"}, "PathPart": "{proxy+}"}
     # Each deployment is taken after every method exists
-    for deployment in ("RestApiDeploymentOpen", "RestApiDeploymentSigned"):
-        assert set(template["Resources"][deployment]["DependsOn"]) == set(REST_METHODS)
+    deployments = ("RestApiDeploymentOpen", "RestApiDeploymentSigned")
+    assert {d: set(template["Resources"][d]["DependsOn"]) for d in deployments} == dict.fromkeys(
+        deployments, set(REST_METHODS))
 
 
 def test_changing_api_auth_on_a_rest_stage_moves_it_to_a_new_deployment(template):
