@@ -208,6 +208,30 @@ def rest_env(engine_env, engine_caps) -> Iterator[Env]:
         yield e
 
 
+def uid(prefix: str = "task") -> str:
+    """A taskID no other test (or earlier run on a kept engine) has used."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="module")
+def console(env):
+    """`tmctl console` for the session's stage, served on a free 127.0.0.1 port in a thread (as the command
+    serves it), stopped after the module."""
+    from tmctl.console.server import ConsoleServer
+    from tmctl.console.source import ConsoleSource
+    from tmctl.core.backend import detect
+
+    c = env.clients
+    source = ConsoleSource(env.target, env.stack, detect(env.target), sqs=c.sqs, ddb=c.dynamodb, sfn=c.stepfunctions,
+                           ssm=c.ssm, logs=c.client("logs"), session=c.session)
+    server = ConsoleServer(source, port=0).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        assert not server._thread.is_alive(), "the console's server thread did not stop"
+
+
 def wait_for(fetch, done, timeout: float = 30.0, interval: float = 0.1):
     deadline = time.monotonic() + timeout
     while True:

@@ -5,18 +5,13 @@ to the OpenAPI document."""
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import uid, wait_for
 from tests.integration.openapi import assert_conforms
 
 pytestmark = pytest.mark.integration
-
-
-def uid(prefix: str = "api") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 def test_seed_body_is_accepted_as_is(env):

@@ -12,38 +12,17 @@ import queue
 import re
 import threading
 import time
-import uuid
 
 import httpx2
 import pytest
 
-from tests.integration.conftest import FAILURE_RULES, wait_for
+from tests.integration.conftest import FAILURE_RULES, uid, wait_for
 from tmctl.console.security import csrf_token
-from tmctl.console.server import ConsoleServer
-from tmctl.console.source import ConsoleSource
-from tmctl.core.backend import detect
 
 pytestmark = pytest.mark.integration
 
 CONFIG_CACHE_SECONDS = 5  # the Lambdas cache the failure switch this long (taskcore.config)
 PAGE_LIMIT = 200 * 1024
-
-
-def uid(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture(scope="module")
-def console(env):
-    c = env.clients
-    source = ConsoleSource(env.target, env.stack, detect(env.target), sqs=c.sqs, ddb=c.dynamodb, sfn=c.stepfunctions,
-                           ssm=c.ssm, logs=c.client("logs"), session=c.session)
-    server = ConsoleServer(source, port=0).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        assert not server._thread.is_alive(), "the console's server thread did not stop"
 
 
 @pytest.fixture

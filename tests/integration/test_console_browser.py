@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
 
 import pytest
 
-from tests.integration.conftest import FAILURE_RULES
+from tests.integration.conftest import FAILURE_RULES, uid
 from tmctl.core import settings
 
 pytestmark = pytest.mark.integration
@@ -38,26 +37,6 @@ CONFIG_CACHE_SECONDS = 5  # the Lambdas cache the failure switch this long (task
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 RED, GREEN = "rgb(198, 40, 40)", "rgb(26, 127, 55)"  # console.css --bad, --ok
-
-
-def uid(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture(scope="module")
-def console(env):
-    from tmctl.console.server import ConsoleServer
-    from tmctl.console.source import ConsoleSource
-    from tmctl.core.backend import detect
-
-    c = env.clients
-    source = ConsoleSource(env.target, env.stack, detect(env.target), sqs=c.sqs, ddb=c.dynamodb, sfn=c.stepfunctions,
-                           ssm=c.ssm, logs=c.client("logs"), session=c.session)
-    server = ConsoleServer(source, port=0).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

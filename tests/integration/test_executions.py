@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 
 import pytest
 from typer.testing import CliRunner
 
-from tests.integration.conftest import FAILURE_RULES, wait_for
+from tests.integration.conftest import FAILURE_RULES, uid, wait_for
 from tmctl.cli.app import app
 
 pytestmark = pytest.mark.integration
@@ -19,10 +18,6 @@ pytestmark = pytest.mark.integration
 # The Lambdas cache the failure-injection rules this long (CONFIG_CACHE_SECONDS 5, plus a margin).
 RULES_CACHE_SECONDS = 6.0
 FUNCTIONS = {"task-api", "event-processor", "workflow-steps"}
-
-
-def uid(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 def cli(env, *args: str):

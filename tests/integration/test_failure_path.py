@@ -8,21 +8,16 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 
 import pytest
 from typer.testing import CliRunner
 
-from tests.integration.conftest import FAILURE_RULES, wait_for
+from tests.integration.conftest import FAILURE_RULES, uid, wait_for
 from tmctl.cli.app import app
 
 pytestmark = pytest.mark.integration
 
 CONFIG_CACHE_SECONDS = 5  # the Lambdas cache the failure switch this long (taskcore.config)
-
-
-def uid(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 def cli(env, *args: str, output: str = "json"):

@@ -7,24 +7,19 @@ from __future__ import annotations
 import json
 import sys
 import time
-import uuid
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from tests.conftest import PROJECT
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import uid, wait_for
 from tmctl.cli.app import app
 from tmctl.core.deploy import _cfn_yaml_loader, is_unchanged
 from tmctl.core.render import for_emulator
 from tmctl.core.verify import execution_arn, execution_name_of
 
 pytestmark = pytest.mark.integration
-
-
-def uid(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 def final_task(env, task_id: str, timeout: float = 30.0) -> dict:

@@ -20,13 +20,12 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-import uuid
 
 import pytest
 from jsonschema import Draft202012Validator
 from typer.testing import CliRunner
 
-from tests.integration.conftest import FAILURE_RULES, REST_PARAMS, another_stage, wait_for
+from tests.integration.conftest import FAILURE_RULES, REST_PARAMS, another_stage, uid, wait_for
 from tests.integration.openapi import assert_conforms, document
 from tmctl.cli.app import app
 from tmctl.core.api import ok, task_api
@@ -36,10 +35,6 @@ pytestmark = [pytest.mark.integration,
               pytest.mark.needs("apigateway", "lambda", "cloudformation", "dynamodb", "sqs", "stepfunctions", "ssm")]
 
 CONFIG_CACHE_SECONDS = int(REST_PARAMS["ConfigCacheSeconds"])
-
-
-def uid(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 def cli(env, *args: str):
