@@ -231,4 +231,9 @@ def test_a_failed_task_is_retried_from_its_page_once_the_cause_is_fixed(env, con
     assert "retried" in [h["step"] for h in final["history"]]
     # the queues and executions pages on the engine: its inspection endpoint, its executions
     assert 'data-testid="queue-messages"' in browser.get("/queues").text
-    assert f'href="/tasks/{task_id}"' in browser.get("/executions").text
+    executions = browser.get("/executions").text
+    assert f'href="/tasks/{task_id}"' in executions
+    rows = re.findall(rf'<tr data-testid="execution-row-{re.escape(task_id)}[^"]*">(.*?)</tr>', executions, re.S)
+    failed = [row for row in rows if "s-FAILED" in row]
+    assert failed, rows  # the first run, before the retry: with its error (DescribeExecution's, not the list's)
+    assert re.search(r'<td class="small error">[^<\s][^<]*</td>', failed[0]), failed[0]

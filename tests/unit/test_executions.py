@@ -613,3 +613,26 @@ def test_task_retry_reports_the_new_execution(offline_cli):
     assert data["execution"] == "boom-7f3a-mwx-retry1" and data["taskStatus"] == "PROCESSING"
     assert data["action"] == "new-execution" and data["previous"] == "boom-7f3a-mwx"
     assert "started boom-7f3a-mwx-retry1" in result.stderr
+
+
+def test_the_listing_gets_the_error_of_each_execution_that_ended_badly_and_asks_for_no_other():
+    from tmctl.core.executions import Execution, with_errors
+
+    asked = []
+
+    class Sfn:
+        def describe_execution(self, executionArn):
+            asked.append(executionArn)
+            return {"executionArn": executionArn, "name": executionArn.rsplit(":", 1)[-1], "status": "FAILED",
+                    "startDate": dt.datetime(2026, 12, 4, tzinfo=dt.UTC), "input": "{}",
+                    "error": "States.TaskFailed", "cause": '{"errorMessage": "boom"}'}
+
+    listed = [Execution(f"arn:aws:states:us-east-1:1:execution:m:{name}", name, status, None)
+              for name, status in (("ok", "SUCCEEDED"), ("bad", "FAILED"), ("late", "TIMED_OUT"), ("run", "RUNNING"))]
+
+    shown = with_errors(Sfn(), listed)
+
+    assert [ex.name for ex in shown] == ["ok", "bad", "late", "run"]  # the order kept
+    assert sorted(asked) == sorted([listed[1].arn, listed[2].arn])  # described 4 at a time: any order
+    assert [ex.error for ex in shown] == [None, "States.TaskFailed", "States.TaskFailed", None]
+    assert with_errors(Sfn(), listed[:1]) == listed[:1] and len(asked) == 2  # nothing failed: nothing asked

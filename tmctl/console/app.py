@@ -22,6 +22,7 @@ from tmctl.console import graph, live
 from tmctl.console.security import CSRF_FIELD, Guard, csrf_token
 from tmctl.console.source import TASK_STATUSES, ConsoleSource, choices
 from tmctl.core.errors import NotFound, TmctlError, UsageError
+from tmctl.core.executions import error_text
 from tmctl.core.queues import age_text
 
 log = logging.getLogger("tmctl.console")
@@ -33,6 +34,7 @@ def _environment() -> jinja2.Environment:
                              lstrip_blocks=True)
     env.filters["age"] = age_text
     env.filters["log_line"] = log_line
+    env.globals["error_text"] = error_text
     # The stylesheet goes inside each page: a first paint waits for it, and as a separate request (every
     # response is no-store) it cost ~80 ms of a cold overview's ~250 (benchmarks/bench_console.py). Our own
     # file, read once; the CSP allows inline styles, scripts still only from /static.

@@ -230,11 +230,13 @@ class ConsoleSource:
         return stats, pair, result, messages
 
     def executions(self, status: str | None = None, limit: int = 50):
-        """executions.list_executions (`tmctl executions list`), newest first."""
-        from tmctl.core.executions import list_executions
+        """executions.list_executions (`tmctl executions list`), newest first; the failed ones with their
+        error (executions.with_errors: ListExecutions carries none)."""
+        from tmctl.core.executions import list_executions, with_errors
 
-        return list_executions(self.sfn, self.stack.state_machine_arn, status=status or None, limit=limit,
-                               page_size=limit)
+        found = list_executions(self.sfn, self.stack.state_machine_arn, status=status or None, limit=limit,
+                                page_size=limit)
+        return with_errors(self.sfn, found)
 
     # ------------------------------------------------------------ the DLQ
 

@@ -204,6 +204,26 @@ def list_executions(sfn, state_machine_arn: str, *, status: str | None = None, s
     return found
 
 
+ENDED_BADLY = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
+
+
+def with_errors(sfn, executions: list[Execution], limit: int = 25) -> list[Execution]:
+    """`executions` with the first `limit` that ended badly described for their error
+    and cause (ListExecutions carries neither): one DescribeExecution each, 4 at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    failed = [i for i, ex in enumerate(executions) if ex.status in ENDED_BADLY and ex.error is None][:limit]
+    if not failed:
+        return executions
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        described = list(pool.map(lambda i: _try_describe(sfn, executions[i].arn), failed))
+    out = list(executions)
+    for i, ex in zip(failed, described, strict=True):
+        if ex is not None:
+            out[i] = ex
+    return out
+
+
 def find_executions(sfn, ddb, stack: StackInfo, ref: str) -> list[Execution]:
     """The executions `ref` names, newest first, each described (input, error):
     an execution ARN or name gives one; a taskID gives every execution recorded
