@@ -14,12 +14,12 @@ import errno
 import os
 import socket
 import threading
-import time
 
 from tmctl.console.app import create_app
 from tmctl.console.security import new_token
 from tmctl.console.source import ConsoleSource
 from tmctl.core.errors import UsageError
+from tmctl.core.wait import poll
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -98,11 +98,9 @@ class ConsoleServer:
     def start(self, timeout: float = 10.0) -> ConsoleServer:
         self._thread = threading.Thread(target=self.serve, name=f"tmctl-console-{self.port}", daemon=True)
         self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the console did not start")
-            time.sleep(0.01)
+        poll(lambda: self.server.started or not self._thread.is_alive(), bool, timeout=timeout, interval=0.01)
+        if not self.server.started:
+            raise RuntimeError("the console did not start")
         return self
 
     def stop(self, timeout: float = 10.0) -> None:

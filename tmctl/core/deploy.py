@@ -19,7 +19,7 @@ from tmctl.core.errors import AUTH_CODES, DeployFailed, TmctlError, error_code, 
 from tmctl.core.local.limits import Machine, local_limits
 from tmctl.core.package import Artifact
 from tmctl.core.render import for_emulator, inactive, parameter_values
-from tmctl.core.stack import describe_stack
+from tmctl.core.stack import deployed_parameters, describe_stack
 from tmctl.core.target import Target
 from tmctl.core.wait import pauses
 
@@ -221,7 +221,7 @@ def is_unchanged(cfn, stack: dict | None, template_body: str, params: dict[str, 
     dropping an earlier `--param` is a change."""
     if stack is None or stack["StackStatus"] not in TERMINAL_OK | {"UPDATE_ROLLBACK_COMPLETE"}:
         return False
-    deployed = {p["ParameterKey"]: p.get("ParameterValue") for p in stack.get("Parameters", [])}
+    deployed = deployed_parameters(stack)
     if any(deployed.get(k) != v for k, v in params.items()):
         return False
     body = cfn.get_template(StackName=stack["StackName"], TemplateStage="Original")["TemplateBody"]

@@ -50,15 +50,15 @@ def deployed_door(stack: dict | None) -> str | None:
     A stack with no `FrontDoor` parameter was deployed before the choice: HTTP API."""
     if stack is None or stack.get("StackStatus") in NOTHING_DEPLOYED:
         return None
-    params = {p["ParameterKey"]: p.get("ParameterValue") for p in stack.get("Parameters") or []}
-    return (params.get(PARAMETER) or HTTP).lower()
+    return (deployed_parameter(stack, PARAMETER) or HTTP).lower()
 
 
 def deployed_parameter(stack: dict | None, key: str) -> str | None:
     if stack is None or stack.get("StackStatus") in NOTHING_DEPLOYED:
         return None
-    params = {p["ParameterKey"]: p.get("ParameterValue") for p in stack.get("Parameters") or []}
-    return params.get(key)
+    from tmctl.core.stack import deployed_parameters
+
+    return deployed_parameters(stack).get(key)
 
 
 def _door(value: str, where: str) -> str:

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from tmctl.core import deploy as dep
 from tmctl.core.errors import NotFound, UsageError, error_code, from_client_error
-from tmctl.core.stack import describe_stack
+from tmctl.core.stack import deployed_parameters, describe_stack
 from tmctl.core.target import Target
 
 PIPELINE_TEMPLATE = "cloudformation/pipeline.yaml"
@@ -67,7 +67,7 @@ def resolve_source(cfn, target: Target, connection_arn: str | None, repository: 
     if connection_arn is None or repository is None or branch is None:
         stack = describe_stack(cfn, pipeline_target(target))
         if stack is not None and stack["StackStatus"] not in {"REVIEW_IN_PROGRESS", "DELETE_COMPLETE"}:
-            previous = {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters", [])}
+            previous = deployed_parameters(stack)
     connection_arn = connection_arn or previous.get("ConnectionArn")
     repository = repository or previous.get("FullRepositoryId")
     if not connection_arn or not repository:

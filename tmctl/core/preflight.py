@@ -79,38 +79,12 @@ def needs(template: dict, *, tmctl: bool = True, values: dict[str, str] | None =
     With `values` (the parameters being sent; the template's defaults fill the rest), a
     resource whose `Condition` is false needs nothing: a REST front door needs no
     apigatewayv2. A condition that cannot be decided here counts as true."""
-    resources = (template.get("Resources") or {}).values()
-    if values is not None:
-        resources = [r for r in resources if _deployed(r, template, values)]
-    types = (str((r or {}).get("Type", "")) for r in resources)
+    from tmctl.core.render import inactive_in
+
+    resources = template.get("Resources") or {}
+    skipped = inactive_in(template, values) if values is not None else frozenset()
+    types = (str((r or {}).get("Type", "")) for logical, r in resources.items() if logical not in skipped)
     return _services(types, tmctl)
-
-
-def _deployed(resource, template: dict, values: dict[str, str]) -> bool:
-    from tmctl.core.render import Unknown, condition
-
-    name = (resource or {}).get("Condition") if isinstance(resource, dict) else None
-    if not isinstance(name, str):
-        return True
-    try:
-        return condition(name, parameter_values(template, values), template.get("Conditions") or {})
-    except Unknown:
-        return True
-
-
-def parameter_values(template: dict, values: dict[str, str]) -> dict[str, str]:
-    """The template's defaults, overridden by `values`: what its Conditions see."""
-    from tmctl.core.render import Unknown, _text
-
-    out = {}
-    for key, decl in (template.get("Parameters") or {}).items():
-        if isinstance(decl, dict) and "Default" in decl:
-            try:
-                out[key] = _text(decl["Default"])
-            except Unknown:
-                continue
-    out.update(values)
-    return out
 
 
 # A `Type: AWS::…` line of a YAML or JSON template (a comment's `# Type:` is not one).

@@ -110,8 +110,11 @@ def inactive(text: str, params: dict[str, str]) -> frozenset[str]:
     from tmctl.core.deploy import _cfn_yaml_loader
 
     template = yaml.load(text, Loader=_cfn_yaml_loader())  # noqa: S506 - a SafeLoader subclass
-    if not isinstance(template, dict):
-        return frozenset()
+    return inactive_in(template, params) if isinstance(template, dict) else frozenset()
+
+
+def inactive_in(template: dict, params: dict[str, str]) -> frozenset[str]:
+    """inactive() of a template already parsed. A condition not decidable here counts as true."""
     values = parameter_values(template, params)
     conditions = template.get("Conditions") or {}
     out = set()

@@ -29,6 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tmctl.core.contract import PRODUCTION_STAGES
 from tmctl.core.errors import UsageError, error_code
+from tmctl.core.wait import poll
 
 PROBE_PREFIX = "tmctl-retain-probe-"
 PARAMETER_PATH = "/tmctl/retain-probe/"
@@ -51,20 +52,20 @@ def probe_template(parameter: str) -> str:
                        "Description": "tmctl: throwaway, removed by the probe that made it"}}}})
 
 
+def _status(cfn, stack_id: str) -> str:
+    """The stack's status ("GONE" when it is no longer described)."""
+    try:
+        return cfn.describe_stacks(StackName=stack_id)["Stacks"][0]["StackStatus"]
+    except ClientError as err:
+        if error_code(err) == "ValidationError":
+            return "GONE"
+        raise
+
+
 def _settle(cfn, stack_id: str, deadline: float) -> str:
-    """The stack's status once not *_IN_PROGRESS ("GONE" when it is no longer described)."""
-    pause = 0.02
-    while True:
-        try:
-            status = cfn.describe_stacks(StackName=stack_id)["Stacks"][0]["StackStatus"]
-        except ClientError as err:
-            if error_code(err) == "ValidationError":
-                return "GONE"
-            raise
-        if not status.endswith("_IN_PROGRESS") or time.monotonic() > deadline:
-            return status
-        time.sleep(pause)
-        pause = min(pause * 2, 1.0)
+    """The stack's status once not *_IN_PROGRESS, or as it is at the deadline."""
+    return poll(lambda: _status(cfn, stack_id), lambda status: not status.endswith("_IN_PROGRESS"),
+                timeout=max(0.0, deadline - time.monotonic()), interval=0.02)
 
 
 def probe(cfn, ssm, *, timeout: float = TIMEOUT) -> Answer:

@@ -82,5 +82,10 @@ def load_stack(cfn, target: Target) -> StackInfo:
         raise NotFound(f"{target.describe()} does not exist",
                        "run `tmctl up --local`" if target.local else "run `tmctl up`")
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
-    params = {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters", [])}
-    return StackInfo(stack["StackName"], stack["StackStatus"], outputs, params, api_url(target, outputs))
+    return StackInfo(stack["StackName"], stack["StackStatus"], outputs, deployed_parameters(stack),
+                     api_url(target, outputs))
+
+
+def deployed_parameters(stack: dict) -> dict[str, str]:
+    """A described stack's parameters, by key (DescribeStacks' `Parameters`)."""
+    return {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters") or []}
